@@ -1,0 +1,30 @@
+# Fast under load: `make lab` starts the course, `make test` runs every test.
+PYTHON ?= python3.11
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+
+.PHONY: lab test course clean-notebooks
+
+# (Re)create the virtual environment whenever the dependency list changes.
+$(STAMP): pyproject.toml
+	@command -v $(PYTHON) >/dev/null || { echo "Python 3.11 is required: set PYTHON=/path/to/python3.11"; exit 1; }
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e .
+	touch $(STAMP)
+
+lab: $(STAMP)
+	$(VENV)/bin/jupyter lab notebooks
+
+# Unit tests, then every notebook executed in fast mode (papermill) and validated (nbval --nbval-lax).
+test: $(STAMP)
+	LABKIT_FAST=1 $(PY) -m pytest
+	LABKIT_FAST=1 $(PY) -m pytest -p no:cacheprovider --nbval-lax --nbval-current-env notebooks/[0-9]*.ipynb
+
+# Execute every notebook in full mode; executed copies land in notebooks/executed/ (not in git).
+course: $(STAMP)
+	$(VENV)/bin/labkit course --full
+
+clean-notebooks:
+	$(VENV)/bin/labkit strip notebooks
