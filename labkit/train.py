@@ -236,3 +236,13 @@ def fit_seq2seq(model: nn.Module, src: torch.Tensor, tgt: torch.Tensor, epochs: 
             total += loss.item() * len(idx)
         losses.append(total / len(src))
     return losses
+
+
+def summarize(history: list[dict]) -> dict:
+    """One row per run: final and best accuracies, the train/val gap, epochs and seconds. Taught in 03_regularization_and_optimization."""
+    if not history:
+        raise ValueError("empty history: did fit() run any epoch?")
+    last, best = history[-1], max(history, key=lambda h: h["val_acc"])
+    return dict(epochs=len(history), train_acc=last["train_acc"], val_acc=last["val_acc"],
+                best_val_acc=best["val_acc"], gap=last["train_acc"] - last["val_acc"],
+                seconds=sum(h["seconds"] for h in history))

@@ -117,3 +117,11 @@ def test_predict_returns_labels_and_probabilities():
     torch.testing.assert_close(probs.sum(dim=1), torch.ones(10))
     with pytest.raises(ValueError, match="empty"):
         train.predict(model, torch.zeros(0, 4))
+
+
+def test_summarize():
+    history = [dict(epoch=0, train_acc=0.5, val_acc=0.6, seconds=1.0), dict(epoch=1, train_acc=0.9, val_acc=0.7, seconds=2.0)]
+    row = train.summarize(history)
+    assert row["gap"] == pytest.approx(0.2) and row["best_val_acc"] == 0.7 and row["seconds"] == 3.0
+    with pytest.raises(ValueError):
+        train.summarize([])
