@@ -265,6 +265,18 @@ def load_negation_corpus(limit: int | None = None) -> TextSplit:
 # ---------------------------------------------------------------- files and checksums
 
 
+def make_reversal_task(n: int, length: int = 6, vocab_size: int = 12, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """Toy encoder-decoder task: src ids in [2, vocab_size) of shape (n, length), tgt = src reversed.
+
+    Ids 0 and 1 stay free for padding and BOS. Taught in 02_rnn_sequence_classification.
+    """
+    if n < 1 or length < 1 or vocab_size < 3:
+        raise ValueError(f"need n >= 1, length >= 1, vocab_size >= 3; got n={n}, length={length}, vocab_size={vocab_size}")
+    g = torch.Generator().manual_seed(seed)
+    src = torch.randint(2, vocab_size, (n, length), generator=g)  # (n, length)
+    return src, src.flip(1)
+
+
 def _sha256(path: Path) -> str:
     with open(path, "rb") as f:
         return hashlib.file_digest(f, "sha256").hexdigest()

@@ -217,3 +217,13 @@ def test_make_loader_rejects_empty_and_mismatched():
         data.make_loader(torch.empty(0, 3), torch.empty(0))
     with pytest.raises(ValueError, match="rows"):
         data.make_loader(torch.zeros(4, 3), torch.zeros(5))
+
+
+def test_reversal_task():
+    src, tgt = data.make_reversal_task(50, length=5, vocab_size=10, seed=1)
+    assert src.shape == tgt.shape == (50, 5) and src.dtype == torch.long
+    assert int(src.min()) >= 2 and int(src.max()) < 10
+    assert torch.equal(tgt, src.flip(1))
+    assert torch.equal(src, data.make_reversal_task(50, length=5, vocab_size=10, seed=1)[0])
+    with pytest.raises(ValueError):
+        data.make_reversal_task(0)
