@@ -37,6 +37,29 @@ def cmd_strip(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_grade(args: argparse.Namespace) -> int:
+    from labkit import grading
+
+    if args.list:
+        for ex in grading.all_exercises():
+            print(f"{ex.name:<28} {ex.kind:<8} {ex.title}")
+        return 0
+    if not args.path:
+        raise ValueError("give a notebook to grade (or --list)")
+    report = grading.grade_notebook(Path(args.path), exercise=args.exercise)
+    print(report.to_json() if args.json else report.format())
+    return 0 if report.score == 1.0 else 2
+
+
+def cmd_handout(args: argparse.Namespace) -> int:
+    from labkit.grading import get_exercise
+    from labkit.grading.handout import write_handout
+
+    out = write_handout(get_exercise(args.name), Path(args.out))
+    print(f"handout written to {out} (no solution inside)")
+    return 0
+
+
 def cmd_env(args: argparse.Namespace) -> int:
     from labkit.accelerate import environment_report
 
@@ -58,6 +81,16 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("strip", help="remove notebook outputs before committing")
     p.add_argument("paths", nargs="+")
     p.set_defaults(func=cmd_strip)
+    p = sub.add_parser("grade", help="grade an exercise notebook (or --list the exercises)")
+    p.add_argument("path", nargs="?", help="the student notebook")
+    p.add_argument("--exercise", help="exercise name, if the notebook does not say")
+    p.add_argument("--json", action="store_true", help="machine-readable report")
+    p.add_argument("--list", action="store_true", help="list the exercises, one per line")
+    p.set_defaults(func=cmd_grade)
+    p = sub.add_parser("handout", help="write a self-contained exercise folder without the solution")
+    p.add_argument("name")
+    p.add_argument("--out", required=True)
+    p.set_defaults(func=cmd_handout)
     p = sub.add_parser("env", help="print versions, cores, threads and GPUs")
     p.set_defaults(func=cmd_env)
     return parser
@@ -67,7 +100,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (ValueError, RuntimeError, FileNotFoundError) as err:
+    except (ValueError, RuntimeError, FileNotFoundError, KeyError) as err:
         print(f"labkit {args.command}: {err}", file=sys.stderr)
         return 1
 
