@@ -1,6 +1,7 @@
 """Run the course notebooks (papermill) and keep them committed without outputs."""
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 
@@ -51,6 +52,16 @@ def execute(path: Path, fast: bool, out_dir: Path = EXECUTED_DIR, timeout_s: int
     out_dir.mkdir(parents=True, exist_ok=True)
     out = out_dir / path.name
     start = time.perf_counter()
-    papermill.execute_notebook(str(path), str(out), parameters={"FAST": fast}, cwd=str(path.parent),
-                               kernel_name="python3", progress_bar=False, execution_timeout=timeout_s)
+    # The parameters cell derives sizes from LABKIT_FAST in the same cell, so the kernel's environment
+    # must agree with the injected FAST value, or a "fast" run would use full sizes.
+    previous = os.environ.get("LABKIT_FAST")
+    os.environ["LABKIT_FAST"] = "1" if fast else "0"
+    try:
+        papermill.execute_notebook(str(path), str(out), parameters={"FAST": fast}, cwd=str(path.parent),
+                                   kernel_name="python3", progress_bar=False, execution_timeout=timeout_s)
+    finally:
+        if previous is None:
+            os.environ.pop("LABKIT_FAST", None)
+        else:
+            os.environ["LABKIT_FAST"] = previous
     return out, time.perf_counter() - start
