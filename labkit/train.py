@@ -221,11 +221,13 @@ def fit_seq2seq(model: nn.Module, src: torch.Tensor, tgt: torch.Tensor, epochs: 
     if len(src) == 0 or len(src) != len(tgt):
         raise ValueError(f"src and tgt must be non-empty and equally long; got {len(src)} and {len(tgt)}")
     set_seed(seed)
+    device = _device_of(model)
+    src, tgt = src.to(device), tgt.to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=lr)
     losses = []
     for _ in tqdm(range(epochs), desc="Seq2Seq", disable=not progress, leave=False):
         model.train()
-        order, total = torch.randperm(len(src)), 0.0
+        order, total = torch.randperm(len(src), device=device), 0.0
         for i in range(0, len(src), batch_size):
             idx = order[i:i + batch_size]
             logits = model(src[idx], tgt[idx])  # (B, T, V)
