@@ -69,6 +69,8 @@ def cmd_env(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from labkit import quiz
+
     parser = argparse.ArgumentParser(prog="labkit", description="Fast under load: course tools")
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("data", help="verify (or --regenerate) the shipped datasets")
@@ -91,6 +93,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("name")
     p.add_argument("--out", required=True)
     p.set_defaults(func=cmd_handout)
+    p = sub.add_parser("quiz", help="interview questions with their answers and evidence links")
+    quiz.add_arguments(p)
+    p.set_defaults(func=quiz.run)
     p = sub.add_parser("env", help="print versions, cores, threads and GPUs")
     p.set_defaults(func=cmd_env)
     return parser
