@@ -241,7 +241,12 @@ def fit_seq2seq(model: nn.Module, src: torch.Tensor, tgt: torch.Tensor, epochs: 
 
 
 def summarize(history: list[dict]) -> dict:
-    """One row per run: final and best accuracies, the train/val gap, epochs and seconds. Taught in 03_regularization_and_optimization."""
+    """One row per run: final and best accuracies, the train/val gap, epochs and seconds.
+
+    train_acc is what fit() logged while training (dropout on), so for dropout models the gap understates
+    overfitting; re-evaluate the training set with evaluate() for an eval-mode gap. Taught in
+    03_regularization_and_optimization.
+    """
     if not history:
         raise ValueError("empty history: did fit() run any epoch?")
     last, best = history[-1], max(history, key=lambda h: h["val_acc"])
