@@ -34,7 +34,7 @@ class SmallCNN(nn.Module):
     """
 
     def __init__(self, in_channels: int = 1, num_classes: int = 10, image_size: int = 8,
-                 channels: tuple[int, int] = (16, 32), hidden: int = 64,
+                 channels: tuple[int, ...] = (16, 32), hidden: int = 64,
                  dropout: float = 0.0, batch_norm: bool = False):
         super().__init__()
         self.in_channels, self.image_size = in_channels, image_size
