@@ -7,13 +7,15 @@ from __future__ import annotations
 
 import re
 from collections import Counter
-from typing import Iterable, Sequence
+from typing import TYPE_CHECKING, Iterable, Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torchvision.transforms import v2
-from torchvision.transforms.v2 import functional as TF
+
+if TYPE_CHECKING:
+    from torchvision.transforms import v2
+# torchvision is imported inside the image functions: the text path (a model server's start-up) need not pay for it
 
 # ---------------------------------------------------------------------------------------------- images
 
@@ -82,21 +84,25 @@ def resize_images(X: torch.Tensor, size: int | tuple[int, int]) -> torch.Tensor:
     if len(hw) != 2 or min(hw) < 1:
         raise ValueError(f"size must be a positive int or (H, W); got {size}")
     # an int here means a square; torchvision's own int means "shorter edge", which keeps the aspect ratio
+    from torchvision.transforms.v2 import functional as TF
+
     return TF.resize(X, list(hw), antialias=True)  # (N, C, H', W')
 
 
 def augment_pipeline(size: int, crop_padding: int = 2, degrees: float = 10.0,
-                     flip: bool = False) -> v2.Compose:
+                     flip: bool = False) -> "v2.Compose":
     """Random rotation, padded random crop back to size, optional horizontal flip. Taught in 01_cnn_image_classification."""
     if size < 1 or crop_padding < 0 or degrees < 0:
         raise ValueError(f"need size >= 1, crop_padding >= 0, degrees >= 0; got {size}, {crop_padding}, {degrees}")
+    from torchvision.transforms import v2
+
     steps: list[nn.Module] = [v2.RandomRotation(degrees), v2.RandomCrop(size, padding=crop_padding)]
     if flip:  # off by default: a mirrored digit 3 or 7 is no longer that digit
         steps.append(v2.RandomHorizontalFlip())
     return v2.Compose(steps)
 
 
-def augment_batch(X: torch.Tensor, pipeline: v2.Compose, seed: int) -> torch.Tensor:
+def augment_batch(X: torch.Tensor, pipeline: "v2.Compose", seed: int) -> torch.Tensor:
     """Apply pipeline to each image with its own random draw; same seed, same batch. Taught in 01_cnn_image_classification."""
     _check_images(X)
     # v2 transforms draw from torch's global RNG; fork_rng seeds it here and restores the caller's state after

@@ -1,0 +1,84 @@
+"""`labkit serve`: run the model server on uvicorn (uvloop + httptools, access log off, one process).
+
+Taught in 09_async_serving.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import threading
+import time
+
+from labkit.serve.config import ServeConfig, add_config_arguments
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Every ServeConfig flag plus --host, --port, --replicas and --log-level."""
+    add_config_arguments(parser)
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8000)
+    parser.add_argument("--replicas", type=int, default=1, help="> 1: replicas behind a balancer (issue 7)")
+    parser.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))
+
+
+def run(args: argparse.Namespace) -> int:
+    config = ServeConfig.from_args(args)
+    if args.replicas < 1:
+        raise ValueError(f"replicas must be >= 1; got {args.replicas}")
+    if args.replicas > 1:
+        from labkit.serve.replicas import serve_replicas
+
+        return serve_replicas(config, replicas=args.replicas, host=args.host, port=args.port) or 0
+    return serve(config, args.host, args.port, args.log_level)
+
+
+def serve(config: ServeConfig, host: str = "127.0.0.1", port: int = 8000, log_level: str = "info") -> int:
+    """Serve until SIGTERM/SIGINT; in-flight requests are answered before the process exits. 1 if loading failed."""
+    import uvicorn
+
+    from labkit.serve.app import create_app
+
+    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    failures: list[BaseException] = []
+    holder: list[uvicorn.Server] = []
+
+    def on_fatal(err: BaseException) -> None:
+        failures.append(err)
+        holder[0].should_exit = True
+
+    app = create_app(config, on_fatal=on_fatal)
+    service = app.state.service
+
+    class DrainingServer(uvicorn.Server):
+        """Marks the service draining (503 on /health and /predict) the moment a stop signal arrives."""
+
+        def handle_exit(self, sig, frame) -> None:
+            if service.status == "ok":
+                service.status = "draining"
+            super().handle_exit(sig, frame)
+
+    _exit_with_parent()
+    uconfig = uvicorn.Config(app, host=host, port=port, loop="uvloop", http="httptools", lifespan="on",
+                             access_log=False, log_level=log_level, workers=1, timeout_graceful_shutdown=30,
+                             backlog=4096)
+    holder.append(DrainingServer(uconfig))
+    holder[0].run()
+    return 1 if failures else 0
+
+
+def _exit_with_parent() -> None:
+    """If started by ServerProcess, SIGTERM ourselves once that process is gone: no orphaned servers."""
+    from labkit.serve.process import PARENT_ENV
+
+    parent = os.environ.get(PARENT_ENV)
+    if not parent or not parent.isdigit():
+        return
+
+    def watch() -> None:
+        while os.getppid() == int(parent):
+            time.sleep(1.0)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    threading.Thread(target=watch, name="labkit-parent-watch", daemon=True).start()

@@ -1,0 +1,100 @@
+"""ServeConfig: every lever of the model server, as one frozen dataclass and one flag each.
+
+Taught in 09_async_serving.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+from dataclasses import dataclass
+
+MODELS = ("text", "image")
+WORKER_MODES = ("inline", "thread", "process")
+
+
+@dataclass(frozen=True)
+class ServeConfig:
+    """How the server runs; each field is also a `labkit serve` flag (underscores -> dashes)."""
+    model: str = "text"              # "text" (GRU classifier: batching buys ~6-10x) | "image" (small CNN: ~2x)
+    batching: bool = True            # dynamic batching; off = one forward per request (the naive server)
+    max_batch: int = 64              # rows per forward; on 2 cores the GRU's throughput flattens near 64
+    max_wait_ms: float = 2.0         # how long the oldest queued request may wait for the batch to fill
+    cache: bool = False              # LRU cache of per-input results
+    cache_size: int = 4096           # entries in the cache
+    workers: str = "thread"          # where the forward runs: "inline" (event loop), "thread", "process"
+    threads: int = 1                 # torch intra-op threads per worker
+    num_workers: int = 1             # forwards that may run at once (threads or processes in the pool)
+    queue_limit: int = 256           # admitted-but-unanswered requests; beyond it -> 429 + Retry-After
+    max_items: int = 64              # inputs per request
+    max_body_bytes: int = 1_000_000  # request body limit (-> 413)
+    no_model: bool = False           # fixed answer, no model: measures the HTTP bound
+    slow_ms: float = 0.0             # extra sleep per forward (a deliberately slow replica)
+    checkpoint: str | None = None    # weights to load; None = train once, then reuse the cached weights
+
+    def __post_init__(self) -> None:
+        if self.model not in MODELS:
+            raise ValueError(f"model must be one of {MODELS}; got {self.model!r}")
+        if self.workers not in WORKER_MODES:
+            raise ValueError(f"workers must be one of {WORKER_MODES}; got {self.workers!r}")
+        for name in ("max_batch", "cache_size", "threads", "num_workers", "queue_limit", "max_items",
+                     "max_body_bytes"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"{name} must be an integer >= 1; got {value!r}")
+        for name in ("max_wait_ms", "slow_ms"):
+            value = getattr(self, name)
+            if not isinstance(value, (int, float)) or not 0 <= value < float("inf"):
+                raise ValueError(f"{name} must be a finite number >= 0; got {value!r}")
+
+    def replace(self, **changes) -> ServeConfig:
+        """A copy with some fields changed (validated again)."""
+        return dataclasses.replace(self, **changes)
+
+    def to_args(self) -> list[str]:
+        """The `labkit serve` flags that reproduce this config (only fields that differ from the defaults)."""
+        args: list[str] = []
+        for f in dataclasses.fields(self):
+            value, flag = getattr(self, f.name), "--" + f.name.replace("_", "-")
+            if value == f.default:
+                continue
+            if isinstance(value, bool):
+                args.append(flag if value else "--no-" + flag[2:])
+            else:
+                args += [flag, str(value)]
+        return args
+
+    @classmethod
+    def from_args(cls, namespace: argparse.Namespace) -> ServeConfig:
+        """Build from parsed flags; attributes the namespace lacks keep their defaults."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in vars(namespace).items() if k in names and v is not None})
+
+
+HELP = {
+    "model": "text: GRU classifier (default; batching pays) | image: small 32x32 CNN",
+    "batching": "dynamic batching (off: one forward per request, the naive server)",
+    "max_batch": "rows per forward", "max_wait_ms": "how long the oldest queued request waits for a fuller batch",
+    "cache": "LRU cache of per-input results", "cache_size": "cache entries",
+    "workers": "where the forward runs", "threads": "torch intra-op threads per worker",
+    "num_workers": "forwards that may run at once (threads or processes)",
+    "queue_limit": "admitted-but-unanswered requests; beyond it 429 + Retry-After",
+    "max_items": "inputs per request", "max_body_bytes": "request body limit (413 beyond)",
+    "slow_ms": "extra sleep per forward (a deliberately slow replica)",
+}
+
+
+def add_config_arguments(parser: argparse.ArgumentParser) -> None:
+    """One flag per ServeConfig field; booleans get --x / --no-x."""
+    for f in dataclasses.fields(ServeConfig):
+        flag = "--" + f.name.replace("_", "-")
+        if f.name == "no_model":  # BooleanOptionalAction would read "--no-model" as model=False
+            parser.add_argument(flag, action="store_true", help="fixed answers, no model (the HTTP bound)")
+        elif f.type in ("bool", bool):
+            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=f.default, help=HELP[f.name])
+        elif f.name == "checkpoint":
+            parser.add_argument(flag, default=None, help="weights file (default: train once and cache)")
+        else:
+            kind = {"int": int, "float": float, "str": str}[str(f.type)]
+            choices = {"model": MODELS, "workers": WORKER_MODES}.get(f.name)
+            parser.add_argument(flag, type=kind, default=f.default, choices=choices,
+                                help=HELP[f.name] + " (default: %(default)s)")
