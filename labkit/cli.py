@@ -1,7 +1,8 @@
-"""The `labkit` command: data, course, strip, env (later: serve, loadtest, bench, grade, quiz)."""
+"""The `labkit` command: data, course, strip, grade, handout, quiz, env, bench, serve, loadtest."""
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 from pathlib import Path
 
@@ -68,6 +69,13 @@ def cmd_env(args: argparse.Namespace) -> int:
     return 0
 
 
+def _delegate(parser: argparse.ArgumentParser, module_name: str) -> None:
+    """A subcommand whose options and behaviour live in `module_name` (its add_arguments and run)."""
+    module = importlib.import_module(module_name)
+    module.add_arguments(parser)
+    parser.set_defaults(func=module.run)
+
+
 def build_parser() -> argparse.ArgumentParser:
     from labkit import quiz
 
@@ -98,10 +106,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=quiz.run)
     p = sub.add_parser("env", help="print versions, cores, threads and GPUs")
     p.set_defaults(func=cmd_env)
+    p = sub.add_parser("bench", help="benchmarks: `bench models` (default) or `bench serving`")
+    suites = p.add_subparsers(dest="suite", required=True)
+    _delegate(suites.add_parser("models", help="latency and throughput of the course models over batch sizes"),
+              "labkit.bench")
+    _delegate(suites.add_parser("serving", help="model bound, HTTP bound, naive vs batched server goodput"),
+              "labkit.serve.benchmark")
+    _delegate(sub.add_parser("serve", help="run the model server (see 09_async_serving)"), "labkit.serve.cli")
+    _delegate(sub.add_parser("loadtest", help="open- or closed-loop load against a server"), "labkit.serve.loadgen")
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["bench"] and (len(argv) == 1 or argv[1].startswith("-")):
+        argv.insert(1, "models")  # `labkit bench` alone runs the standard model comparison
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
