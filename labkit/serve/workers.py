@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import multiprocessing
+import sys
 import time
 from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
 
@@ -18,6 +19,8 @@ import torch
 from torch import nn
 
 from labkit.serve.inference import build_model, predict_probs
+
+GIL_SWITCH_INTERVAL_S = 0.0002  # thread mode only; Python's default is 0.005
 
 
 def _forward(model: nn.Module, x: np.ndarray, slow_ms: float) -> np.ndarray:
@@ -53,6 +56,10 @@ class ThreadWorker(InlineWorker):
 
     def __init__(self, model: nn.Module, threads: int = 1, slow_ms: float = 0.0, num_workers: int = 1):
         super().__init__(model, threads, slow_ms)  # torch's intra-op pool is per process: set it once
+        # The forward thread needs the GIL back between torch ops; while the event loop holds it, the thread
+        # waits up to the switch interval (5 ms by default) each time: a forward of ~20 ops could wait 100 ms.
+        # A short interval makes the loop hand the GIL over quickly. Measured in 09_async_serving.
+        sys.setswitchinterval(GIL_SWITCH_INTERVAL_S)
         self.pool: Executor = ThreadPoolExecutor(num_workers, thread_name_prefix="labkit-forward")
         self.num_workers = num_workers
 
