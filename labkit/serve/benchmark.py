@@ -21,7 +21,7 @@ from labkit.serve.config import ServeConfig
 from labkit.serve.loadgen import GoodputSearch, goodput_at_slo, run_closed_loop, sample_bodies
 
 DEFAULT_SLO_MS = 50.0  # the SLO: p99 <= 50 ms for admitted requests
-BOUND_FRACTIONS = (0.1, 0.2, 0.4, 0.6, 0.75, 0.9, 1.05)  # offered rates probed, as fractions of each server's bound
+BOUND_FRACTIONS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.75, 0.9, 1.05)  # offered rates probed, as fractions of each server's bound
 
 
 @dataclass(frozen=True)
