@@ -105,3 +105,19 @@ def test_cli_list_and_grade(capsys, tmp_path):
     assert cli.main(["grade", str(exercise.notebook), "--json"]) == 2  # the untouched stub
     report = json.loads(capsys.readouterr().out)
     assert report["exercise"] == exercise.name and report["score"] < 1
+
+
+def test_toy_blobs_and_trainer():
+    import torch
+    from torch import nn
+
+    from labkit.grading.toys import blobs, train_full_batch
+
+    X, y = blobs(60, features=8, classes=3, noise=0.5, seed=0)
+    assert X.shape == (60, 8) and set(y.tolist()) == {0, 1, 2}
+    assert torch.equal(X, blobs(60, 8, 3, 0.5, seed=0)[0]), "same seed, same data"
+    model = train_full_batch(nn.Linear(8, 3), X, y, lr=0.05)
+    assert not model.training and all(p.grad is None for p in model.parameters())
+    assert (model(X).argmax(1) == y).float().mean() > 0.9
+    with pytest.raises(ValueError, match="classes <= features"):
+        blobs(10, features=2, classes=3, noise=0.5, seed=0)

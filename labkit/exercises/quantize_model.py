@@ -5,9 +5,9 @@ import math
 
 import torch
 from torch import nn
-import torch.nn.functional as F
 
 from labkit.grading.registry import Exercise
+from labkit.grading.toys import blobs, train_full_batch
 
 TASK = """
 A trained classifier is about to ship to a fleet of CPU servers. Quantize it to INT8 and **report what
@@ -49,24 +49,14 @@ _CACHE: dict[int, tuple] = {}
 
 
 def _data(n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Four noisy blobs in 16-D."""
-    g = torch.Generator().manual_seed(seed)
-    y = torch.arange(n) % CLASSES
-    return torch.randn(n, FEATURES, generator=g) * 0.6 + F.one_hot(y, FEATURES).float() * 2, y
+    return blobs(n, FEATURES, CLASSES, noise=0.6, seed=seed)
 
 
 def _trained_model() -> nn.Module:
     torch.manual_seed(0)
     model = nn.Sequential(nn.Linear(FEATURES, 128), nn.ReLU(), nn.Linear(128, 128), nn.ReLU(), nn.Linear(128, CLASSES))
     X, y = _data(512, seed=0)
-    optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
-    for _ in range(40):
-        loss = F.cross_entropy(model(X), y)
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-    model.zero_grad(set_to_none=True)  # leave no gradients behind: a test checks none appear
-    return model.eval()
+    return train_full_batch(model, X, y, lr=3e-3)
 
 
 def _mb(model: nn.Module) -> float:
