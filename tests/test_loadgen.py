@@ -76,9 +76,10 @@ def server():
     thread.join(timeout=10)
 
 
-def test_open_loop_accounts_for_every_outcome(server):
+@pytest.mark.parametrize("client", loadgen.CLIENTS)
+def test_open_loop_accounts_for_every_outcome(server, client):
     bodies = [OK, R429, R503, R500, SLEEP]
-    res = run_open_loop(server.base + "/predict", bodies, rate=200, count=25, timeout_s=0.5)
+    res = run_open_loop(server.base + "/predict", bodies, rate=200, count=25, timeout_s=0.5, client=client)
     s = res.summary()
     assert (s["sent"], s["ok"], s["rejected"], s["error"], s["timeout"]) == (25, 5, 10, 5, 5)
     assert s["ok"] + s["rejected"] + s["error"] + s["timeout"] == s["sent"]
@@ -91,8 +92,10 @@ def test_open_loop_accounts_for_every_outcome(server):
     assert [r.index for r in res.records] == list(range(25))
 
 
-def test_connection_refused_is_an_error_not_a_lost_request():
-    res = run_open_loop(f"http://127.0.0.1:{_free_port()}/predict", [OK], rate=100, count=5, timeout_s=1)
+@pytest.mark.parametrize("client", loadgen.CLIENTS)
+def test_connection_refused_is_an_error_not_a_lost_request(client):
+    res = run_open_loop(f"http://127.0.0.1:{_free_port()}/predict", [OK], rate=100, count=5, timeout_s=1,
+                        client=client)
     s = res.summary()
     assert s["error"] == 5 and s["sent"] == 5
     assert all(r.error for r in res.records)
@@ -123,9 +126,10 @@ def test_open_loop_latency_counts_queueing_from_the_intended_time(server):
     assert all(r.latency_ms >= (r.sent_s - r.intended_s) * 1e3 for r in res.records)
 
 
-def test_closed_loop_keeps_at_most_users_in_flight(server):
+@pytest.mark.parametrize("client", loadgen.CLIENTS)
+def test_closed_loop_keeps_at_most_users_in_flight(server, client):
     server.max_inflight = 0
-    res = run_closed_loop(server.base + "/predict", [OK], users=3, count=30, timeout_s=2)
+    res = run_closed_loop(server.base + "/predict", [OK], users=3, count=30, timeout_s=2, client=client)
     assert res.summary()["ok"] == 30 and len(res.records) == 30
     assert 1 <= server.max_inflight <= 3
     assert res.mode == "closed" and sorted(r.index for r in res.records) == list(range(30))
@@ -246,6 +250,11 @@ def test_cli_closed_loop_with_body_file(server, tmp_path, capsys):
                             "--body-file", str(body_file))) == 0
     out = capsys.readouterr().out
     assert "rejected: 2" in out and "sent: 4" in out
+
+
+def test_unknown_client_is_refused(server):
+    with pytest.raises(ValueError, match="client must be one of"):
+        run_open_loop(server.base + "/predict", [OK], rate=10, count=1, client="curl")
 
 
 def test_cli_needs_exactly_one_load_shape():

@@ -1,4 +1,4 @@
-"""Load generator: open-loop Poisson arrivals and closed-loop users over aiohttp. Taught in 09_async_serving.
+"""Load generator: open-loop Poisson arrivals and closed-loop users. Taught in 09_async_serving.
 
 Open loop: request i is launched at its *intended* time t_i (seeded exponential gaps), each as its own task,
 whether or not earlier ones have answered, and its latency is measured from t_i. A slow server therefore
@@ -6,6 +6,9 @@ shows up as latency instead of silently lowering the offered load (no coordinate
 generator itself falls behind its schedule, the lag is recorded (`lag_p99_ms`), so a client bottleneck is
 visible instead of being blamed on the server. Every request ends in exactly one outcome:
 ok (2xx) / rejected (429, 503) / error (other status, connection error) / timeout.
+
+The client is labkit's lean FastClient by default (client="fast"); client="aiohttp" runs the same load
+over aiohttp, to measure what a heavier client costs when it shares the cores with the server.
 """
 from __future__ import annotations
 
@@ -181,22 +184,48 @@ def _check_common(bodies: Sequence[bytes], timeout_s: float) -> list[bytes]:
 # ---------------------------------------------------------------- the async core
 
 
-def _session(connections: int):
-    import aiohttp
-
-    connector = aiohttp.TCPConnector(limit=connections, limit_per_host=0, keepalive_timeout=30)
-    return aiohttp.ClientSession(connector=connector, cookie_jar=aiohttp.DummyCookieJar(),
-                                 timeout=aiohttp.ClientTimeout(total=None))
+CLIENTS = ("fast", "aiohttp")
 
 
-async def _request(session, url: str, body: bytes, index: int, start: float, intended: float,
-                   timeout_s: float) -> Record:
+class _AiohttpClient:
+    """aiohttp behind FastClient's interface: `await post(body) -> (status, body)`."""
+
+    def __init__(self, url: str, connections: int):
+        import aiohttp
+
+        connector = aiohttp.TCPConnector(limit=connections, limit_per_host=0, keepalive_timeout=30)
+        self.url = url
+        self.session = aiohttp.ClientSession(connector=connector, cookie_jar=aiohttp.DummyCookieJar(),
+                                             timeout=aiohttp.ClientTimeout(total=None))
+
+    async def __aenter__(self) -> "_AiohttpClient":
+        return self
+
+    async def __aexit__(self, *exc) -> None:
+        await self.session.close()
+
+    async def post(self, body: bytes) -> tuple[int, bytes]:
+        async with self.session.post(self.url, data=body, headers=HEADERS) as resp:
+            return resp.status, await resp.read()
+
+
+def make_client(url: str, connections: int, client: str = "fast"):
+    """An async-context client with `await post(body) -> (status, body)`: FastClient or aiohttp."""
+    if client == "fast":
+        from labkit.serve.httpclient import FastClient
+
+        return FastClient(url, connections)
+    if client == "aiohttp":
+        return _AiohttpClient(url, connections)
+    raise ValueError(f"client must be one of {CLIENTS}; got {client!r}")
+
+
+async def _request(http, body: bytes, index: int, start: float, intended: float, timeout_s: float) -> Record:
     """Send one POST; always return a Record, whatever happens."""
     sent, status, batch, error = now(), 0, 0, ""
     try:
         async with asyncio.timeout(timeout_s):
-            async with session.post(url, data=body, headers=HEADERS) as resp:
-                status, payload = resp.status, await resp.read()
+            status, payload = await http.post(body)
         outcome = "ok" if 200 <= status < 300 else "rejected" if status in REJECT_STATUSES else "error"
         if outcome == "ok":
             batch = _batch_size(payload)
@@ -230,16 +259,16 @@ def _cancelled(index: int, start: float, intended: float, done: float) -> Record
 
 async def open_loop(url: str, bodies: Sequence[bytes], rate: float, *, count: int | None = None,
                     duration_s: float | None = None, timeout_s: float = 5.0, seed: int = 0,
-                    connections: int = 256, deadline_s: float | None = None) -> LoadResult:
+                    connections: int = 256, deadline_s: float | None = None, client: str = "fast") -> LoadResult:
     """Poisson arrivals at `rate` req/s; request i sends bodies[i % len(bodies)]. Taught in 09_async_serving."""
     bodies = _check_common(bodies, timeout_s)
     arrivals = poisson_arrivals(rate, count=count, duration_s=duration_s, seed=seed)
     records: list[Record | None] = [None] * len(arrivals)
 
     async def one(i: int, intended: float) -> None:
-        records[i] = await _request(session, url, bodies[i % len(bodies)], i, start, intended, timeout_s)
+        records[i] = await _request(http, bodies[i % len(bodies)], i, start, intended, timeout_s)
 
-    async with _session(connections) as session:
+    async with make_client(url, connections, client) as http:
         start = now() + 0.005
         end = start + (deadline_s if deadline_s is not None else
                        (arrivals[-1] if len(arrivals) else 0.0) + timeout_s + GRACE_S)
@@ -257,13 +286,13 @@ async def open_loop(url: str, bodies: Sequence[bytes], rate: float, *, count: in
     done = now()
     records = [r or _cancelled(i, start, start + float(arrivals[i]), done) for i, r in enumerate(records)]
     cfg = dict(url=url, rate=rate, count=count, duration_s=duration_s, timeout_s=timeout_s, seed=seed,
-               connections=connections, distinct_bodies=len(bodies))
+               connections=connections, distinct_bodies=len(bodies), client=client)
     return LoadResult(records, "open", cfg)
 
 
 async def closed_loop(url: str, bodies: Sequence[bytes], users: int, *, count: int | None = None,
                       duration_s: float | None = None, timeout_s: float = 5.0,
-                      deadline_s: float | None = None) -> LoadResult:
+                      deadline_s: float | None = None, client: str = "fast") -> LoadResult:
     """`users` concurrent users, each sending its next request when the last one answers (no think time)."""
     bodies = _check_common(bodies, timeout_s)
     _check_stop(count, duration_s)
@@ -276,10 +305,10 @@ async def closed_loop(url: str, bodies: Sequence[bytes], users: int, *, count: i
     async def user() -> None:
         while (i := next(counter)) < (count if count is not None else sys.maxsize) and now() < stop:
             inflight[i] = t = now()
-            records.append(await _request(session, url, bodies[i % len(bodies)], i, start, t, timeout_s))
+            records.append(await _request(http, bodies[i % len(bodies)], i, start, t, timeout_s))
             del inflight[i]
 
-    async with _session(users) as session:
+    async with make_client(url, users, client) as http:
         start = now()
         stop = start + duration_s if duration_s is not None else math.inf
         if deadline_s is None:
@@ -290,7 +319,7 @@ async def closed_loop(url: str, bodies: Sequence[bytes], users: int, *, count: i
     records += [_cancelled(i, start, t, done) for i, t in inflight.items()]
     records.sort(key=lambda r: r.index)
     cfg = dict(url=url, users=users, count=count, duration_s=duration_s, timeout_s=timeout_s,
-               distinct_bodies=len(bodies))
+               distinct_bodies=len(bodies), client=client)
     return LoadResult(records, "closed", cfg)
 
 
@@ -465,6 +494,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--timeout", type=float, default=5.0, help="per-request timeout in seconds")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--connections", type=int, default=256, help="open loop: client connection pool size")
+    parser.add_argument("--client", choices=CLIENTS, default="fast", help="HTTP client: labkit's lean one or aiohttp")
     src = parser.add_mutually_exclusive_group()
     src.add_argument("--body-file", type=Path, help="a JSON body, or JSON Lines with one body per line")
     src.add_argument("--model", choices=("text", "image"), default="text", help="build sample bodies")
@@ -498,7 +528,7 @@ def run(args: argparse.Namespace) -> int:
     url = args.url if urlsplit(args.url).path not in ("", "/") else args.url.rstrip("/") + "/predict"
     bodies = read_bodies(args.body_file) if args.body_file else sample_bodies(args.model, items=args.items,
                                                                               seed=args.seed)
-    common = dict(count=args.count, duration_s=args.duration, timeout_s=args.timeout)
+    common = dict(count=args.count, duration_s=args.duration, timeout_s=args.timeout, client=args.client)
     if args.rate is not None:
         result = run_open_loop(url, bodies, args.rate, seed=args.seed, connections=args.connections, **common)
     else:
