@@ -26,11 +26,12 @@ OPTIMIZATION_LEVELS = ("disabled", "basic", "extended", "layout", "all")  # ORT'
 
 
 def export_onnx(model: nn.Module, example: torch.Tensor, path: str | Path, opset: int = OPSET,
-                dynamic_batch: bool = True) -> Path:
+                dynamic_batch: bool = True, dynamic_axes: dict[int, str] | None = None) -> Path:
     """Export an eval-mode copy of model with the torch.export-based exporter (dynamo=True) and check it.
 
     One self-contained file (weights inside, no .data side file); axis 0 is the symbolic "batch"
-    when dynamic_batch, else fixed to example's batch size. Taught in 07_onnx_runtime_and_edge.
+    when dynamic_batch, else fixed to example's batch size; dynamic_axes names more symbolic axes
+    ({1: "time"}: any sequence length). Taught in 07_onnx_runtime_and_edge.
     """
     if not isinstance(example, torch.Tensor) or example.dim() < 1:
         raise ValueError(f"example must be a batched tensor; got {type(example).__name__}")
@@ -39,7 +40,8 @@ def export_onnx(model: nn.Module, example: torch.Tensor, path: str | Path, opset
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     model = copy.deepcopy(model).cpu().eval()  # the caller's model keeps its device and mode
-    dynamic_shapes = ({0: torch.export.Dim("batch")},) if dynamic_batch else None
+    axes = {**({0: "batch"} if dynamic_batch else {}), **(dynamic_axes or {})}
+    dynamic_shapes = ({axis: torch.export.Dim(name) for axis, name in axes.items()},) if axes else None
     torch.onnx.export(model, (example.to("cpu"),), str(path), input_names=[INPUT_NAME],
                       output_names=[OUTPUT_NAME], opset_version=opset, dynamo=True,
                       dynamic_shapes=dynamic_shapes, external_data=False, verbose=False)

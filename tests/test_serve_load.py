@@ -66,11 +66,11 @@ def test_bench_serving_bound_config_and_report():
     benchmark.add_arguments(parser)
     quick = benchmark.config_from_args(parser.parse_args(["--quick", "--max-wait-ms", "5"]))
     assert quick.duration_s == benchmark.QUICK["duration_s"] and quick.max_wait_ms == 5 and quick.slo_ms == 50
-    assert quick.server().to_args() == ["--max-wait-ms", "5.0"]
+    assert quick.server().to_args() == ["--max-wait-ms", "5.0", "--engine", "onnx"]
     assert quick.server(batching=False).batching is False
     fake = {"slo_ms": 50.0, "r_model": 4000.0, "r_http": 2000.0, "bound": 1333.3, "naive_goodput": 300.0,
             "batched_goodput": 1000.0, "batched_over_naive": 1000 / 300, "batched_over_bound": 0.75,
-            "batched_server": [], "bench": {"max_batch": 64, "threads": 1}, "seconds": 100.0}
+            "batched_server": [], "bench": {"max_batch": 64, "threads": 1, "engine": "onnx"}, "seconds": 100.0}
     lines = benchmark.format_report(fake)
     assert [ln.split(":")[0] for ln in lines] == ["slo", "r_model", "r_http", "bound", "naive_goodput",
                                                   "batched_goodput", "batched/naive", "batched/bound", "seconds"]

@@ -92,7 +92,8 @@ class Service:
             self.preprocess = self.loaded.preprocess
             log.info("model %s: held-out accuracy %.3f, weights %s, ready in %.1f s", c.model,
                      self.loaded.accuracy, self.loaded.weights, self.loaded.load_s)
-            self.worker = make_worker(c.workers, self.loaded, c.threads, c.slow_ms, c.num_workers)
+            self.worker = await asyncio.to_thread(make_worker, c.workers, self.loaded, c.threads, c.slow_ms,
+                                                  c.num_workers, c.engine)  # an ONNX export takes seconds
             await self.worker.start(self.preprocess([self._example()]))
             max_batch, max_wait_ms = (c.max_batch, c.max_wait_ms) if c.batching else (1, 0.0)
             self.batcher = DynamicBatcher(self.worker.run, max_batch, max_wait_ms, c.num_workers,

@@ -17,7 +17,7 @@ import time
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 
-from labkit.serve.config import ServeConfig
+from labkit.serve.config import ENGINES, ServeConfig
 from labkit.serve.loadgen import GoodputSearch, goodput_at_slo, run_closed_loop, sample_bodies
 
 DEFAULT_SLO_MS = 50.0  # the issue's SLO: p99 <= 50 ms for admitted requests
@@ -31,7 +31,8 @@ class BenchConfig:
     model: str = "text"
     max_batch: int = 64          # rows per forward (also the batch r_model is measured at)
     max_wait_ms: float = 2.0     # how long a batch may wait to fill
-    threads: int = 1             # torch intra-op threads in the server: 1 leaves a core for HTTP + client
+    engine: str = "onnx"         # ONNX Runtime releases the GIL for the whole forward; "torch" = eager PyTorch
+    threads: int = 1             # intra-op threads in the server: 1 leaves a core for HTTP + client
     queue_limit: int = 256
     duration_s: float = 3.0      # seconds of open-loop load per probed rate
     refine: int = 2              # bisection steps between the last rate that met the SLO and the first that did not
@@ -50,7 +51,7 @@ class BenchConfig:
     def server(self, **changes) -> ServeConfig:
         """The batched server's config (with changes)."""
         base = ServeConfig(model=self.model, max_batch=self.max_batch, max_wait_ms=self.max_wait_ms,
-                           threads=self.threads, queue_limit=self.queue_limit)
+                           engine=self.engine, threads=self.threads, queue_limit=self.queue_limit)
         return base.replace(**changes)
 
 
@@ -58,21 +59,23 @@ QUICK = dict(duration_s=1.0, refine=1, repeats=10)  # --quick: the CI smoke run 
 
 
 def model_bound(model: str = "text", batch: int = 64, threads: int = 1, repeats: int = 30,
-                seed: int = 0) -> dict[str, float]:
-    """In-process forward throughput (rows/s) at `batch` and at batch 1, on `threads` torch threads."""
+                seed: int = 0, engine: str = "onnx") -> dict[str, float]:
+    """In-process forward throughput (rows/s) at `batch` and at batch 1, on `threads` threads of `engine`."""
     import torch
 
     from labkit.bench import percentiles, time_calls
-    from labkit.serve.inference import load_model, predict_probs
+    from labkit.serve.engines import make_forward
+    from labkit.serve.inference import load_model
 
     loaded = load_model(model, evaluate=False)
     inputs = [json.loads(b)["inputs"][0] for b in sample_bodies(model, n=batch, seed=seed)]
     x = loaded.preprocess(inputs)  # (batch, ...)
+    forward = make_forward(model, loaded.model, loaded.weights, engine, threads)
     before = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
-        p_batch = percentiles(time_calls(lambda: predict_probs(loaded.model, x), repeats=repeats))
-        p_one = percentiles(time_calls(lambda: predict_probs(loaded.model, x[:1]), repeats=repeats))
+        p_batch = percentiles(time_calls(lambda: forward(x), repeats=repeats))
+        p_one = percentiles(time_calls(lambda: forward(x[:1]), repeats=repeats))
     finally:
         torch.set_num_threads(before)
     return {"r_model": batch / (p_batch["p50_ms"] / 1e3), "r_model_batch1": 1 / (p_one["p50_ms"] / 1e3),
@@ -129,7 +132,7 @@ def bench_serving(bench: BenchConfig = BenchConfig(), log=print) -> dict:
     start = time.perf_counter()
     bodies = sample_bodies(bench.model, n=256, seed=bench.seed)
     batched, naive = bench.server(), bench.server(batching=False)
-    m = model_bound(bench.model, bench.max_batch, bench.threads, bench.repeats, bench.seed)
+    m = model_bound(bench.model, bench.max_batch, bench.threads, bench.repeats, bench.seed, bench.engine)
     log(f"r_model measured: {m['r_model']:.0f} rows/s at batch {bench.max_batch}")
     with running(batched.replace(no_model=True), naive, batched) as (http_server, naive_server, batched_server):
         r_http = http_bound(http_server.url + "/predict", bodies, bench.http_users, bench.duration_s)
@@ -157,7 +160,7 @@ def format_report(result: dict) -> list[str]:
     ratio = result["batched_over_naive"]
     return [f"slo: p99 <= {result['slo_ms']:g} ms",
             f"r_model: {result['r_model']:.0f} req/s (in-process forward at batch {result['bench']['max_batch']}, "
-            f"{result['bench']['threads']} thread(s))",
+            f"{result['bench']['engine']}, {result['bench']['threads']} thread(s))",
             f"r_http: {result['r_http']:.0f} req/s (--no-model server, closed loop)",
             f"bound: {result['bound']:.0f} req/s (1 / (1/r_model + 1/r_http))",
             f"naive_goodput: {result['naive_goodput']:.0f} req/s at p99 <= {result['slo_ms']:g} ms (--no-batching)",
@@ -175,7 +178,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", choices=("text", "image"), default=d.model)
     parser.add_argument("--max-batch", type=int, default=d.max_batch)
     parser.add_argument("--max-wait-ms", type=float, default=d.max_wait_ms)
-    parser.add_argument("--threads", type=int, default=d.threads, help="torch threads in the server")
+    parser.add_argument("--engine", choices=ENGINES, default=d.engine, help=f"forward engine (default {d.engine})")
+    parser.add_argument("--threads", type=int, default=d.threads, help="intra-op threads in the server")
     parser.add_argument("--queue-limit", type=int, default=d.queue_limit)
     parser.add_argument("--duration", type=float, help=f"seconds per probed rate (default {d.duration_s:g})")
     parser.add_argument("--refine", type=int, help=f"bisection steps (default {d.refine})")
@@ -187,7 +191,7 @@ def config_from_args(args: argparse.Namespace) -> BenchConfig:
     quick = QUICK if args.quick else {}
     overrides = {k: v for k, v in (("duration_s", args.duration), ("refine", args.refine)) if v is not None}
     return BenchConfig(slo_ms=args.slo_ms, model=args.model, max_batch=args.max_batch, max_wait_ms=args.max_wait_ms,
-                       threads=args.threads, queue_limit=args.queue_limit, **{**quick, **overrides})
+                       engine=args.engine, threads=args.threads, queue_limit=args.queue_limit, **{**quick, **overrides})
 
 
 def run(args: argparse.Namespace) -> int:

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 MODELS = ("text", "image")
 WORKER_MODES = ("inline", "thread", "process")
+ENGINES = ("torch", "onnx")  # labkit.serve.engines
 
 
 @dataclass(frozen=True)
@@ -22,7 +23,8 @@ class ServeConfig:
     cache: bool = False              # LRU cache of per-input results
     cache_size: int = 4096           # entries in the cache
     workers: str = "thread"          # where the forward runs: "inline" (event loop), "thread", "process"
-    threads: int = 1                 # torch intra-op threads per worker
+    engine: str = "torch"            # what runs the forward: "torch" (eager) | "onnx" (ONNX Runtime, GIL-free)
+    threads: int = 1                 # intra-op threads per worker
     num_workers: int = 1             # forwards that may run at once (threads or processes in the pool)
     queue_limit: int = 256           # admitted-but-unanswered requests; beyond it -> 429 + Retry-After
     max_items: int = 64              # inputs per request
@@ -34,6 +36,8 @@ class ServeConfig:
     def __post_init__(self) -> None:
         if self.model not in MODELS:
             raise ValueError(f"model must be one of {MODELS}; got {self.model!r}")
+        if self.engine not in ENGINES:
+            raise ValueError(f"engine must be one of {ENGINES}; got {self.engine!r}")
         if self.workers not in WORKER_MODES:
             raise ValueError(f"workers must be one of {WORKER_MODES}; got {self.workers!r}")
         for name in ("max_batch", "cache_size", "threads", "num_workers", "queue_limit", "max_items",
@@ -75,7 +79,8 @@ HELP = {
     "batching": "dynamic batching (off: one forward per request, the naive server)",
     "max_batch": "rows per forward", "max_wait_ms": "how long the oldest queued request waits for a fuller batch",
     "cache": "LRU cache of per-input results", "cache_size": "cache entries",
-    "workers": "where the forward runs", "threads": "torch intra-op threads per worker",
+    "workers": "where the forward runs", "threads": "intra-op threads per worker",
+    "engine": "what runs the forward: eager PyTorch, or the exported graph on ONNX Runtime (releases the GIL)",
     "num_workers": "forwards that may run at once (threads or processes)",
     "queue_limit": "admitted-but-unanswered requests; beyond it 429 + Retry-After",
     "max_items": "inputs per request", "max_body_bytes": "request body limit (413 beyond)",
@@ -95,6 +100,6 @@ def add_config_arguments(parser: argparse.ArgumentParser) -> None:
             parser.add_argument(flag, default=None, help="weights file (default: train once and cache)")
         else:
             kind = {"int": int, "float": float, "str": str}[str(f.type)]
-            choices = {"model": MODELS, "workers": WORKER_MODES}.get(f.name)
+            choices = {"model": MODELS, "workers": WORKER_MODES, "engine": ENGINES}.get(f.name)
             parser.add_argument(flag, type=kind, default=f.default, choices=choices,
                                 help=HELP[f.name] + " (default: %(default)s)")

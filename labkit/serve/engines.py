@@ -1,0 +1,124 @@
+"""What runs the forward's arithmetic in the server: eager PyTorch or ONNX Runtime. Taught in 09_async_serving.
+
+Eager PyTorch drives the model one operator at a time from Python. It drops the GIL inside each kernel
+but must take it back between operators, and the serving GRU's forward (checks, packing, GRU, head,
+softmax) takes it back dozens of times. In a server whose event loop runs Python in another thread,
+each take-back waits for the loop: under load the forward thread spends more time waiting for the GIL
+than computing. ONNX Runtime runs the whole exported graph in one C++ call that releases the GIL once.
+09_async_serving measures both, alone and beside a thread that holds the GIL.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import warnings
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+from torch import nn
+
+from labkit.export import INPUT_NAME, OPSET, export_onnx, make_session
+from labkit.models import RNNClassifier
+from labkit.serve.config import ENGINES
+from labkit.serve.inference import IMAGE_SHAPE, MAX_LEN, cache_dir, predict_probs
+
+PARITY_TOL = 1e-4  # max |ONNX Runtime - PyTorch| probability accepted at export
+
+
+class LastStepProbs(nn.Module):
+    """RNNClassifier's probabilities without packing, so the exporter can trace it.
+
+    The GRU runs over the padded ids and each row is read at its last real token. A GRU is causal,
+    so the padding after that token cannot change it: same numbers as the packed forward (tested).
+    """
+
+    def __init__(self, model: RNNClassifier):
+        super().__init__()
+        self.model = model
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:  # (B, T) int64 -> (B, K)
+        m = self.model
+        lengths = (ids != m.pad_id).sum(dim=1).clamp(min=1)                   # (B,)
+        outputs, _ = m.rnn(m.embedding(ids))                                   # (B, T, H)
+        index = (lengths - 1).view(-1, 1, 1).expand(-1, 1, outputs.shape[2])  # (B, 1, H)
+        return m.head(outputs.gather(1, index).squeeze(1)).softmax(dim=-1)
+
+
+class Probs(nn.Module):
+    """model(x).softmax(-1): the exported graph returns what /predict serves."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(x).softmax(dim=-1)
+
+
+def _example(name: str, model: nn.Module) -> torch.Tensor:
+    """A small input with realistic structure: token ids padded at the end, or images in [0, 1]."""
+    gen = torch.Generator().manual_seed(0)
+    if name == "text":
+        ids = torch.randint(1, model.vocab_size, (4, MAX_LEN), generator=gen)
+        for row, length in enumerate((1, 5, 13, MAX_LEN)):
+            ids[row, length:] = model.pad_id
+        return ids
+    return torch.rand((4, *IMAGE_SHAPE), generator=gen)
+
+
+def onnx_file(name: str, weights: str | Path) -> Path:
+    """Where the exported graph of these weights is cached: named by a hash of the weights file."""
+    if not Path(weights).is_file():
+        raise FileNotFoundError(f"no weights file at {weights}: the ONNX engine exports saved weights")
+    digest = hashlib.sha256(Path(weights).read_bytes()).hexdigest()[:16]
+    return cache_dir() / f"{name}-{digest}-opset{OPSET}.onnx"
+
+
+def export_for_serving(name: str, model: nn.Module, weights: str | Path) -> Path:
+    """Export model's probabilities to ONNX once per weights file (cached), after a parity check."""
+    path = onnx_file(name, weights)
+    if path.exists():
+        return path
+    wrapped = (LastStepProbs(model) if name == "text" else Probs(model)).eval()
+    example = _example(name, model)
+    tmp = path.with_suffix(f".{os.getpid()}.tmp.onnx")
+    with warnings.catch_warnings():  # the exporter's progress chatter, not problems
+        warnings.simplefilter("ignore")
+        export_onnx(wrapped, example, tmp, dynamic_axes={1: "time"} if name == "text" else None)
+    forward = OnnxForward(tmp, threads=1, pad_id=model.pad_id if name == "text" else None)
+    for x in (example, example[:1], example[1:3]):  # the text forward trims each to its longest row
+        gap = float(np.abs(forward(x.numpy()) - predict_probs(model, x.numpy())).max())
+        if not gap <= PARITY_TOL:
+            tmp.unlink(missing_ok=True)
+            raise RuntimeError(f"exported {name} model differs from PyTorch by {gap:.2e} (> {PARITY_TOL})")
+    os.replace(tmp, path)  # atomic: two servers starting at once never read half a file
+    return path
+
+
+class OnnxForward:
+    """probs (n, K) for a preprocessed batch, in one ONNX Runtime call (the GIL is released for all of it)."""
+
+    def __init__(self, path: str | Path, threads: int = 1, pad_id: int | None = None):
+        self.session = make_session(path, intra_op_threads=threads, inter_op_threads=1, spinning=False)
+        # The exporter sometimes fixes the time axis to the example's length (torch.export specializes it
+        # in some model shapes); then every batch must keep its full width.
+        time_axis = self.session.get_inputs()[0].shape[1] if pad_id is not None else None
+        self.pad_id = pad_id if isinstance(time_axis, str) else None
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        if self.pad_id is not None:  # token ids: drop the all-padding tail columns (T = longest row)
+            x = x[:, :max(1, int((x != self.pad_id).sum(axis=1).max()))]
+        return self.session.run(None, {INPUT_NAME: x})[0]
+
+
+def make_forward(name: str, model: nn.Module, weights: str | Path, engine: str = "torch",
+                 threads: int = 1) -> Callable[[np.ndarray], np.ndarray]:
+    """x (n, ...) -> probs (n, K) on `engine` ("torch": eager PyTorch; "onnx": exported, ONNX Runtime)."""
+    if engine == "torch":
+        return lambda x: predict_probs(model, x)
+    if engine == "onnx":
+        path = export_for_serving(name, model, weights)
+        return OnnxForward(path, threads, model.pad_id if name == "text" else None)
+    raise ValueError(f"engine must be one of {ENGINES}; got {engine!r}")
