@@ -252,6 +252,13 @@ def test_cli_closed_loop_with_body_file(server, tmp_path, capsys):
     assert "rejected: 2" in out and "sent: 4" in out
 
 
+def test_client_cost_reports_rate_and_cpu_per_request(server):
+    for client in loadgen.CLIENTS:
+        cost = loadgen.client_cost(server.base + "/predict", [OK], client=client, users=4, duration_s=0.3)
+        assert cost["client"] == client and cost["ok"] == cost["sent"] > 0
+        assert cost["throughput_rps"] > 0 and cost["cpu_us_per_request"] > 0
+
+
 def test_unknown_client_is_refused(server):
     with pytest.raises(ValueError, match="client must be one of"):
         run_open_loop(server.base + "/predict", [OK], rate=10, count=1, client="curl")

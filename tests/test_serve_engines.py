@@ -122,3 +122,26 @@ def test_app_on_onnx_answers_like_the_app_on_torch(text_model, cache, tmp_path):
     assert s_torch == s_onnx == 200
     assert torch_body["labels"] == onnx_body["labels"]
     np.testing.assert_allclose(onnx_body["probabilities"], torch_body["probabilities"], atol=1e-5)
+
+
+def test_rate_beside_python_measures_both_and_restores_the_switch_interval():
+    import sys
+    import time
+
+    before = sys.getswitchinterval()
+    out = engines.rate_beside_python(lambda x: time.sleep(0.001), np.zeros((4, 2)), seconds=0.1)
+    assert set(out) == {"alone_rows_s", "beside_python_rows_s", "ratio"}
+    assert out["alone_rows_s"] > 0 and out["beside_python_rows_s"] > 0
+    assert out["ratio"] == pytest.approx(out["beside_python_rows_s"] / out["alone_rows_s"])
+    assert sys.getswitchinterval() == pytest.approx(before)
+
+
+def test_concurrent_exports_write_one_file(text_model, cache, tmp_path):
+    """Servers starting together: one exports, the others wait on the lock and reuse the file."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    weights = save(text_model, tmp_path / "together.pt")
+    with ThreadPoolExecutor(3) as pool:
+        paths = list(pool.map(lambda _: engines.export_for_serving("text", text_model, weights), range(3)))
+    assert len(set(paths)) == 1 and paths[0].exists()
+    assert not list(paths[0].parent.glob("*.tmp.onnx"))  # no half-written leftovers

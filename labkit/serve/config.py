@@ -29,6 +29,7 @@ class ServeConfig:
     queue_limit: int = 256           # admitted-but-unanswered requests; beyond it -> 429 + Retry-After
     max_items: int = 64              # inputs per request
     max_body_bytes: int = 1_000_000  # request body limit (-> 413)
+    gc_freeze: bool = True           # after start-up, hide its objects from the garbage collector (short GC pauses)
     no_model: bool = False           # fixed answer, no model: measures the HTTP bound
     slow_ms: float = 0.0             # extra sleep per forward (a deliberately slow replica)
     checkpoint: str | None = None    # weights to load; None = train once, then reuse the cached weights
@@ -85,6 +86,7 @@ HELP = {
     "queue_limit": "admitted-but-unanswered requests; beyond it 429 + Retry-After",
     "max_items": "inputs per request", "max_body_bytes": "request body limit (413 beyond)",
     "slow_ms": "extra sleep per forward (a deliberately slow replica)",
+    "gc_freeze": "after start-up, gc.freeze() its objects so full collections stay short",
 }
 
 

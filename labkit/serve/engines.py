@@ -9,9 +9,14 @@ than computing. ONNX Runtime runs the whole exported graph in one C++ call that 
 """
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import os
+import sys
+import threading
+import time
 import warnings
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable
 
@@ -76,11 +81,30 @@ def onnx_file(name: str, weights: str | Path) -> Path:
     return cache_dir() / f"{name}-{digest}-opset{OPSET}.onnx"
 
 
+@contextmanager
+def _exclusive(path: Path):
+    """An inter-process lock next to path: servers starting together export once, the others wait."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path.with_suffix(".lock"), "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
 def export_for_serving(name: str, model: nn.Module, weights: str | Path) -> Path:
     """Export model's probabilities to ONNX once per weights file (cached), after a parity check."""
     path = onnx_file(name, weights)
     if path.exists():
         return path
+    with _exclusive(path):
+        if not path.exists():  # another process may have exported it while this one waited
+            _export_checked(name, model, path)
+    return path
+
+
+def _export_checked(name: str, model: nn.Module, path: Path) -> None:
     wrapped = (LastStepProbs(model) if name == "text" else Probs(model)).eval()
     example = _example(name, model)
     tmp = path.with_suffix(f".{os.getpid()}.tmp.onnx")
@@ -93,8 +117,7 @@ def export_for_serving(name: str, model: nn.Module, weights: str | Path) -> Path
         if not gap <= PARITY_TOL:
             tmp.unlink(missing_ok=True)
             raise RuntimeError(f"exported {name} model differs from PyTorch by {gap:.2e} (> {PARITY_TOL})")
-    os.replace(tmp, path)  # atomic: two servers starting at once never read half a file
-    return path
+    os.replace(tmp, path)  # atomic: a reader never sees half a file
 
 
 class OnnxForward:
@@ -122,3 +145,38 @@ def make_forward(name: str, model: nn.Module, weights: str | Path, engine: str =
         path = export_for_serving(name, model, weights)
         return OnnxForward(path, threads, model.pad_id if name == "text" else None)
     raise ValueError(f"engine must be one of {ENGINES}; got {engine!r}")
+
+
+def rate_beside_python(forward: Callable[[np.ndarray], np.ndarray], x: np.ndarray, seconds: float = 1.0,
+                       switch_interval_s: float = 0.0002) -> dict[str, float]:
+    """Rows/s of forward(x) alone, then while another thread runs pure Python (as a busy event loop does).
+
+    The other thread holds the GIL whenever it can; the forward gets it back only when that thread is
+    made to drop it (every switch_interval_s: the thread worker's setting). The ratio says how much of
+    the forward needs the GIL. Taught in 09_async_serving.
+    """
+    def rate() -> float:
+        calls, start = 0, time.perf_counter()
+        while time.perf_counter() - start < seconds:
+            forward(x)
+            calls += 1
+        return calls * len(x) / (time.perf_counter() - start)
+
+    def spin() -> None:
+        while not stop.is_set():
+            pass
+
+    before, stop = sys.getswitchinterval(), threading.Event()
+    sys.setswitchinterval(switch_interval_s)
+    try:
+        alone = rate()
+        other = threading.Thread(target=spin, daemon=True)
+        other.start()
+        try:
+            beside = rate()
+        finally:
+            stop.set()
+            other.join()
+    finally:
+        sys.setswitchinterval(before)
+    return {"alone_rows_s": alone, "beside_python_rows_s": beside, "ratio": beside / alone}

@@ -382,6 +382,17 @@ def sweep_open_loop(url: str, bodies: Sequence[bytes], rates: Sequence[float], *
     return pd.DataFrame(rows).set_index("offered_rps")
 
 
+def client_cost(url: str, bodies: Sequence[bytes], client: str = "fast", users: int = 32,
+                duration_s: float = 1.0) -> dict:
+    """Closed-loop req/s through `client`, and the CPU this process spent per request (us): what the load
+    generator itself costs. Run it against a --no-model server. Taught in 09_async_serving."""
+    cpu = time.process_time()
+    s = run_closed_loop(url, bodies, users, duration_s=duration_s, timeout_s=5.0, client=client).summary()
+    cpu = time.process_time() - cpu
+    return {"client": client, "sent": s["sent"], "ok": s["ok"], "throughput_rps": s["throughput_rps"],
+            "cpu_us_per_request": cpu / max(s["sent"], 1) * 1e6}
+
+
 def meets_slo(summary: dict, slo_ms: float, max_failed: float = 0.01) -> bool:
     """p99 of ok requests within slo_ms and at most max_failed of requests rejected/errored/timed out."""
     return summary["ok"] > 0 and summary["p99_ms"] <= slo_ms and summary["failed_fraction"] <= max_failed
