@@ -305,3 +305,27 @@ def test_config_round_trips_through_flags():
         ServeConfig(max_batch=0)
     with pytest.raises(ValueError, match="workers"):
         ServeConfig(workers="gpu")
+
+
+def test_gc_freeze_and_gc_pause_metric():
+    """After start-up the server freezes what start-up allocated (short full collections) and times every
+    collector pass in labkit_gc_pause_seconds; --no-gc-freeze leaves the collector alone."""
+    import gc
+
+    async def test(client, service):
+        frozen = gc.get_freeze_count()
+        gc.collect()  # one full pass, observed by the server's gc callback
+        text = (await client.get("/metrics")).text
+        return frozen, text
+
+    gc.unfreeze()
+    try:
+        frozen, text = serve(ServeConfig(), test)
+        assert frozen > 0
+        assert 'labkit_gc_pause_seconds_count{generation="2"}' in text
+        gc.unfreeze()
+        frozen, _ = serve(ServeConfig(gc_freeze=False), test)
+        assert frozen == 0
+    finally:
+        gc.unfreeze()
+    assert ServeConfig(gc_freeze=False).to_args() == ["--no-gc-freeze"]
