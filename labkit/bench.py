@@ -57,6 +57,31 @@ def throughput_row(samples_ms: np.ndarray, batch_size: int) -> dict[str, float]:
 # ------------------------------------------------------------------------------ side by side
 
 
+def full_gc_ms() -> dict[str, float]:
+    """How long one full cyclic-GC pass stops this process, before and after gc.freeze() (then unfrozen).
+
+    A full pass walks every tracked object; after torch and a model are imported that is ~10^5 objects.
+    gc.freeze() moves them to a permanent generation that passes skip. Taught in 09_async_serving.
+    """
+    import gc
+
+    if gc.get_freeze_count():
+        raise RuntimeError("objects are already frozen in this process: the 'before' time would be wrong")
+    gc.collect()
+    tracked = len(gc.get_objects())
+    start = time.perf_counter()
+    gc.collect()
+    full_ms = (time.perf_counter() - start) * 1e3
+    gc.freeze()
+    try:
+        start = time.perf_counter()
+        gc.collect()
+        frozen_ms = (time.perf_counter() - start) * 1e3
+    finally:
+        gc.unfreeze()
+    return {"tracked_objects": tracked, "full_pass_ms": full_ms, "after_freeze_ms": frozen_ms}
+
+
 def synchronizer(sync: bool | None) -> Callable[[], None]:
     """torch.cuda.synchronize when timing GPU work (None: whenever CUDA is in use), else a no-op."""
     if sync is None:

@@ -134,3 +134,18 @@ def test_cli_rejects_bad_values():
         _parse("--batch-sizes", "0")
     with pytest.raises(ValueError, match="threads"):
         bench.run(_parse("--threads", "0"))
+
+
+def test_full_gc_ms_measures_before_and_after_freeze_and_unfreezes():
+    import gc
+
+    out = bench.full_gc_ms()
+    assert set(out) == {"tracked_objects", "full_pass_ms", "after_freeze_ms"}
+    assert out["tracked_objects"] > 1000 and out["full_pass_ms"] > 0 and out["after_freeze_ms"] >= 0
+    assert gc.get_freeze_count() == 0
+    gc.freeze()
+    try:
+        with pytest.raises(RuntimeError, match="already frozen"):
+            bench.full_gc_ms()
+    finally:
+        gc.unfreeze()

@@ -318,14 +318,9 @@ def test_gc_freeze_and_gc_pause_metric():
         text = (await client.get("/metrics")).text
         return frozen, text
 
-    gc.unfreeze()
-    try:
-        frozen, text = serve(ServeConfig(), test)
-        assert frozen > 0
-        assert 'labkit_gc_pause_seconds_count{generation="2"}' in text
-        gc.unfreeze()
-        frozen, _ = serve(ServeConfig(gc_freeze=False), test)
-        assert frozen == 0
-    finally:
-        gc.unfreeze()
+    frozen, text = serve(ServeConfig(), test)
+    assert frozen > 0 and gc.get_freeze_count() == 0  # frozen while serving, thawed by stop()
+    assert 'labkit_gc_pause_seconds_count{generation="2"}' in text
+    frozen, _ = serve(ServeConfig(gc_freeze=False), test)
+    assert frozen == 0
     assert ServeConfig(gc_freeze=False).to_args() == ["--no-gc-freeze"]

@@ -87,6 +87,7 @@ class Service:
         self.cache = LRUCache(config.cache_size) if config.cache else None
         self.preprocess = self.batcher = self.worker = self.loaded = None
         self.classes = num_classes(config.model)
+        self.froze_gc = False
         self._ids, self._id_prefix = itertools.count(), f"{os.getpid():x}-"
 
     def next_id(self) -> str:
@@ -110,10 +111,11 @@ class Service:
             self.batcher = DynamicBatcher(self.worker.run, max_batch, max_wait_ms, c.num_workers,
                                           on_batch=self.metrics.observe_batch)
             self.batcher.start()
-        if c.gc_freeze:
+        if c.gc_freeze and not gc.get_freeze_count():  # in a notebook or test process: freeze once
+            self.froze_gc = True
             # A full collection walks every tracked object: with torch and the model loaded that is ~190k of
             # them and ~100 ms here, during which no request moves. Freezing moves what start-up made to a
-            # permanent generation the collector no longer walks. Measured in 09_async_serving.
+            # permanent generation the collector no longer walks. Measured in 09_async_serving (§1b).
             gc.collect()
             gc.freeze()
         gc.callbacks.append(self.metrics.on_gc)
@@ -128,6 +130,9 @@ class Service:
         self.status = "draining"
         if self.metrics.on_gc in gc.callbacks:
             gc.callbacks.remove(self.metrics.on_gc)
+        if self.froze_gc:  # matters only when the app shares its process (tests, notebooks)
+            gc.unfreeze()
+            self.froze_gc = False
         if self.batcher is not None:
             await self.batcher.stop()
         if self.worker is not None:

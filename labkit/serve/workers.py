@@ -54,7 +54,7 @@ class InlineWorker:
 
 
 class ThreadWorker(InlineWorker):
-    """Runs the forward in a ThreadPoolExecutor: the loop stays free while torch computes without the GIL."""
+    """Runs the forward in a ThreadPoolExecutor: the loop stays free while the forward computes without the GIL."""
     mode = "thread"
 
     def __init__(self, forward: Forward, threads: int = 1, slow_ms: float = 0.0, num_workers: int = 1):
