@@ -145,3 +145,13 @@ def test_failed_start_raises_with_the_log_tail(tmp_path):
     with pytest.raises(RuntimeError, match="no checkpoint"):
         ServerProcess(ServeConfig(checkpoint=str(missing)), startup_timeout_s=120).start()
 
+
+
+def test_onnx_engine_server_answers_like_the_eager_one(server):
+    """The real weights exported and served on ONNX Runtime (this also caches the export for later servers)."""
+    body = {"inputs": ["the staff was rude", "the view was not dull", "good", "the food was nice but the price was bad"]}
+    eager = httpx.post(server.url + "/predict", json=body, timeout=10).json()
+    with ServerProcess(ServeConfig(engine="onnx"), startup_timeout_s=240) as onnx_server:  # first export ~20 s
+        answer = httpx.post(onnx_server.url + "/predict", json=body, timeout=20).json()
+    assert answer["labels"] == eager["labels"]
+    assert np.allclose(answer["probabilities"], eager["probabilities"], atol=1e-5)
