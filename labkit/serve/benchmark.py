@@ -59,7 +59,7 @@ QUICK = dict(duration_s=1.0, refine=1, repeats=10)  # --quick: the CI smoke run 
 
 
 def model_bound(model: str = "text", batch: int = 64, threads: int = 1, repeats: int = 30,
-                seed: int = 0, engine: str = "onnx") -> dict[str, float]:
+                seed: int = 0, engine: str = BenchConfig.engine) -> dict[str, float]:
     """In-process forward throughput (rows/s) at `batch` and at batch 1, on `threads` threads of `engine`."""
     import torch
 

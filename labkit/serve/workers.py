@@ -18,12 +18,10 @@ from typing import Callable
 import numpy as np
 import torch
 
-from labkit.serve.engines import make_forward
+from labkit.serve.engines import GIL_SWITCH_INTERVAL_S, make_forward
 from labkit.serve.inference import build_model
 
 Forward = Callable[[np.ndarray], np.ndarray]  # preprocessed batch (n, ...) -> probs (n, K)
-
-GIL_SWITCH_INTERVAL_S = 0.0002  # thread mode only; Python's default is 0.005
 
 
 def _forward(forward: Forward, x: np.ndarray, slow_ms: float) -> np.ndarray:
