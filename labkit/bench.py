@@ -270,3 +270,13 @@ def run(args: argparse.Namespace) -> int:
         print(f"eager fp32 on cpu, {threads} thread(s), {repeats} timed calls per row (torch {torch.__version__})")
         print(df.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
     return 0
+
+
+def pareto(df: Any, cost: str, quality: str = "accuracy") -> list:
+    """Index labels of the rows of a DataFrame that no other row beats on both cost (lower) and quality (higher).
+
+    Ties on both columns keep every tied row. Taught in 06_model_compression.
+    """
+    c, q = df[cost].to_numpy(), df[quality].to_numpy()
+    return [name for i, name in enumerate(df.index)
+            if not ((c <= c[i]) & (q >= q[i]) & ((c < c[i]) | (q > q[i]))).any()]

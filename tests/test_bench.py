@@ -149,3 +149,15 @@ def test_full_gc_ms_measures_before_and_after_freeze_and_unfreezes():
             bench.full_gc_ms()
     finally:
         gc.unfreeze()
+
+
+def test_pareto_keeps_only_rows_no_other_row_beats_on_both():
+    import pandas as pd
+
+    df = pd.DataFrame({"ms": [1.0, 2.0, 3.0, 2.0, 0.5], "accuracy": [0.8, 0.9, 0.85, 0.9, 0.7]},
+                      index=["fast", "good", "dominated", "good twin", "fastest"])
+    front = bench.pareto(df, "ms")
+    assert front == ["fast", "good", "good twin", "fastest"]    # "dominated": slower and worse than "good"
+    sizes = pd.DataFrame({"MB": [4.0, 1.0], "acc": [0.96, 0.95]}, index=["fp32", "int8"])
+    assert bench.pareto(sizes, "MB", quality="acc") == ["fp32", "int8"]
+    assert bench.pareto(sizes.assign(acc=[0.94, 0.95]), "MB", quality="acc") == ["int8"]
