@@ -14,8 +14,9 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet -e .
 	touch $(STAMP)
 
+# JupyterLab on notebooks/ (labkit/lab.py holds the command line; it adds --allow-root only as root).
 lab: $(STAMP)
-	$(VENV)/bin/jupyter lab notebooks
+	$(VENV)/bin/labkit lab
 
 # One pytest session: the unit tests, then every notebook executed once in fast mode by nbval (--nbval-lax:
 # every cell must run, `# NBVAL_CHECK_OUTPUT` cells are compared); conftest.py prints a per-notebook summary.

@@ -1,4 +1,4 @@
-"""The `labkit` command: data, course, strip, grade, handout, quiz, env, bench, serve, loadtest."""
+"""The `labkit` command: lab, data, course, strip, grade, handout, quiz, env, bench, serve, loadtest."""
 from __future__ import annotations
 
 import argparse
@@ -112,6 +112,7 @@ def build_parser() -> argparse.ArgumentParser:
               "labkit.bench")
     _delegate(suites.add_parser("serving", help="model bound, HTTP bound, naive vs batched server goodput"),
               "labkit.serve.benchmark")
+    _delegate(sub.add_parser("lab", help="open the course in JupyterLab (what `make lab` runs)"), "labkit.lab")
     _delegate(sub.add_parser("serve", help="run the model server (see 09_async_serving)"), "labkit.serve.cli")
     _delegate(sub.add_parser("loadtest", help="open- or closed-loop load against a server"), "labkit.serve.loadgen")
     return parser
