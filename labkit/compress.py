@@ -1,7 +1,8 @@
-"""Model compression: pruning, quantization (dynamic, static, QAT), low-rank factorization, size and accuracy.
+"""Model compression: pruning, quantization (dynamic, static, QAT), low-rank factorization, serialized size.
 
-Knowledge distillation lives in `labkit.distill`. Every function returns a new model and leaves its input
-untouched, so a notebook can compare the original with each variant side by side.
+Knowledge distillation lives in `labkit.distill`, a variant's accuracy in `labkit.train.model_accuracy`. Every
+function returns a new model and leaves its input untouched, so a notebook can compare the original with each
+variant side by side.
 """
 from __future__ import annotations
 
@@ -14,6 +15,8 @@ import torch
 from torch import nn
 from torch.nn.utils import prune
 
+from labkit.data import minibatches
+
 # ---------------------------------------------------------------- measuring a variant
 
 
@@ -22,25 +25,6 @@ def serialized_mb(model: nn.Module) -> float:
     buffer = io.BytesIO()
     torch.save(model.state_dict(), buffer)
     return buffer.tell() / 1e6
-
-
-def _eval_mode(model: nn.Module) -> None:
-    """model.eval(), except for exported graphs (even compiled ones), which refuse it: they are traced in eval mode."""
-    try:
-        model.eval()
-    except NotImplementedError:
-        pass
-
-
-@torch.no_grad()
-def accuracy(model: nn.Module, X: torch.Tensor, y: torch.Tensor, batch_size: int = 256) -> float:
-    """Fraction of correct argmax predictions; works for eager, quantized and exported models."""
-    if len(X) == 0 or len(X) != len(y):
-        raise ValueError(f"X and y must be non-empty and equally long; got {len(X)} and {len(y)}")
-    _eval_mode(model)
-    correct = sum((model(X[i:i + batch_size]).argmax(dim=1) == y[i:i + batch_size]).sum().item()
-                  for i in range(0, len(X), batch_size))
-    return correct / len(X)
 
 
 def caught_warnings(fn: Callable[[], object]) -> tuple[object, list[str]]:
@@ -313,14 +297,13 @@ def train_qat(prepared: torch.fx.GraphModule, X: torch.Tensor, y: torch.Tensor, 
     move_exported_model_to_train(prepared)
     losses = []
     for _ in range(epochs):
-        order, total = torch.randperm(len(X), generator=generator), 0.0
-        for i in range(0, len(X), batch_size):
-            idx = order[i:i + batch_size]
-            loss = nn.functional.cross_entropy(prepared(X[idx]), y[idx])
+        total = 0.0
+        for xb, yb in minibatches(X, y, batch_size=batch_size, shuffle=True, generator=generator):
+            loss = nn.functional.cross_entropy(prepared(xb), yb)
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
-            total += loss.item() * len(idx)
+            total += loss.item() * len(xb)
         losses.append(total / len(X))
     move_exported_model_to_eval(prepared)
     return losses

@@ -11,12 +11,14 @@ import random
 import zipfile
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
-DATA_DIR = Path(__file__).resolve().parent.parent / "data"
+from labkit.paths import DATA_DIR
+
 CHECKSUM_FILE = "CHECKSUMS.sha256"
 DATA_FILES = ("negation.tsv", "shapes.npz")
 REGENERATE_HINT = "regenerate it with `labkit data --regenerate`"
@@ -106,6 +108,29 @@ def make_loader(X: torch.Tensor, y: torch.Tensor, batch_size: int = 64, shuffle:
         raise ValueError(f"X has {len(X)} rows but y has {len(y)}")
     generator = torch.Generator().manual_seed(seed) if shuffle else None
     return DataLoader(TensorDataset(X, y), batch_size=batch_size, shuffle=shuffle, generator=generator)
+
+
+def minibatches(*tensors: torch.Tensor, batch_size: int, shuffle: bool = False,
+                generator: torch.Generator | None = None) -> Iterator[tuple[torch.Tensor, ...]]:
+    """One pass over equally long tensors in slices of batch_size rows, in order or in a fresh random order.
+
+    Shuffling draws one torch.randperm per call, from `generator` (on its device) or else from torch's global
+    generator on the tensors' device: the same draws the course's hand-written loops made, so results repeat.
+    """
+    if not tensors or batch_size < 1:
+        raise ValueError(f"need at least one tensor and batch_size >= 1; got {len(tensors)}, {batch_size}")
+    n = len(tensors[0])
+    if any(len(t) != n for t in tensors):
+        raise ValueError(f"tensors must be equally long; got lengths {[len(t) for t in tensors]}")
+    if not shuffle:
+        for i in range(0, n, batch_size):
+            yield tuple(t[i:i + batch_size] for t in tensors)
+        return
+    device = generator.device if generator is not None else tensors[0].device
+    order = torch.randperm(n, generator=generator, device=device)
+    for i in range(0, n, batch_size):
+        idx = order[i:i + batch_size]
+        yield tuple(t[idx] for t in tensors)
 
 
 # ---------------------------------------------------------------- shapes (integer-exact drawing)

@@ -7,6 +7,7 @@ import torch
 from torch import nn
 import torch.nn.functional as F
 
+from labkit.data import minibatches
 from labkit.train import set_seed
 
 UNLABELLED = -1  # label of an example the student learns from the teacher only
@@ -90,14 +91,14 @@ def distill(student: nn.Module, teacher_logits: torch.Tensor, X: torch.Tensor, y
     losses = []
     for _ in range(config.epochs):
         student.train()
-        order, total = torch.randperm(len(X), generator=generator), 0.0
-        for i in range(0, len(X), config.batch_size):
-            idx = order[i:i + config.batch_size]
-            loss = distillation_loss(student(X[idx]), teacher_logits[idx], y[idx], config.temperature, config.alpha)
+        total = 0.0
+        for xb, tb, yb in minibatches(X, teacher_logits, y, batch_size=config.batch_size, shuffle=True,
+                                      generator=generator):
+            loss = distillation_loss(student(xb), tb, yb, config.temperature, config.alpha)
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
-            total += loss.item() * len(idx)
+            total += loss.item() * len(xb)
         losses.append(total / len(X))
     student.eval()
     return losses

@@ -17,6 +17,9 @@ import numpy as np
 import torch
 from torch import nn
 
+from labkit.data import minibatches
+from labkit.metrics import accuracy, max_abs_diff
+
 OPSET = 18  # stated, not left to the exporter's default: every runtime lists the opsets it supports
 INPUT_NAME, OUTPUT_NAME = "input", "logits"
 OPTIMIZATION_LEVELS = ("disabled", "basic", "extended", "layout", "all")  # ORT's levels, cumulative
@@ -156,21 +159,11 @@ def session_accuracy(session, X: torch.Tensor, y: torch.Tensor, batch_size: int 
     """Top-1 accuracy of an ORT session on (X, y), batch by batch. Taught in 07_onnx_runtime_and_edge."""
     if len(X) == 0 or len(X) != len(y):
         raise ValueError(f"X and y must be non-empty and equally long; got {len(X)} and {len(y)}")
-    preds = np.concatenate([run_session(session, X[i:i + batch_size]).argmax(axis=1)
-                            for i in range(0, len(X), batch_size)])
-    return float((preds == y.cpu().numpy()).mean())
+    preds = np.concatenate([run_session(session, xb).argmax(axis=1) for (xb,) in minibatches(X, batch_size=batch_size)])
+    return accuracy(y, preds)
 
 
 # ------------------------------------------------------------------------------ parity
-
-
-def max_abs_diff(reference: np.ndarray | torch.Tensor, candidate: np.ndarray | torch.Tensor) -> float:
-    """max |reference - candidate|; shapes must match exactly (no broadcasting hides a bug)."""
-    a, b = (t.detach().cpu().numpy() if isinstance(t, torch.Tensor) else np.asarray(t)
-            for t in (reference, candidate))
-    if a.shape != b.shape:
-        raise ValueError(f"cannot compare outputs of shape {a.shape} and {b.shape}")
-    return float(np.abs(a.astype(np.float64) - b.astype(np.float64)).max()) if a.size else 0.0
 
 
 @torch.no_grad()

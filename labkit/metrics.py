@@ -201,3 +201,11 @@ def classification_report(y_true: Any, y_pred: Any,
     names = list(class_names) if class_names is not None else [str(i) for i in range(len(p))]
     return [{"class": names[i], "precision": float(p[i]), "recall": float(r[i]),
              "f1": float(f[i]), "support": int(support[i])} for i in range(len(p))]
+
+
+def max_abs_diff(reference: Any, candidate: Any) -> float:
+    """max |reference - candidate| over two outputs (tensors or arrays) of exactly one shape: a parity check."""
+    a, b = _to_numpy(reference), _to_numpy(candidate)
+    if a.shape != b.shape:  # no broadcasting: it would hide a bug
+        raise ValueError(f"cannot compare outputs of shape {a.shape} and {b.shape}")
+    return float(np.abs(a.astype(np.float64) - b.astype(np.float64)).max()) if a.size else 0.0

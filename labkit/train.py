@@ -14,6 +14,9 @@ from torch import nn
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
+from labkit.data import minibatches
+from labkit.metrics import accuracy
+
 
 @dataclass(frozen=True)
 class TrainConfig:
@@ -136,6 +139,23 @@ def predict(model: nn.Module, X: torch.Tensor, batch_size: int = 256) -> tuple[t
     return probs.argmax(dim=1), probs
 
 
+def _eval_mode(model: nn.Module) -> None:
+    """model.eval(), except for exported graphs (even compiled ones), which refuse it: they are traced in eval mode."""
+    try:
+        model.eval()
+    except NotImplementedError:
+        pass
+
+
+@torch.no_grad()
+def model_accuracy(model: nn.Module, X: torch.Tensor, y: torch.Tensor, batch_size: int = 256) -> float:
+    """Top-1 accuracy of a model on (X, y), batch by batch in eval mode; eager, quantized or exported models."""
+    if len(X) == 0 or len(X) != len(y):
+        raise ValueError(f"X and y must be non-empty and equally long; got {len(X)} and {len(y)}")
+    _eval_mode(model)
+    return accuracy(y, torch.cat([model(xb).argmax(dim=1) for (xb,) in minibatches(X, batch_size=batch_size)]))
+
+
 def fit(model: nn.Module, train_loader: DataLoader, val_loader: DataLoader, config: TrainConfig,
         loss_fn: Callable = nn.functional.cross_entropy) -> list[dict]:
     """Train with optional L1/L2, step LR and early stopping; returns one row of metrics per epoch.
@@ -227,15 +247,14 @@ def fit_seq2seq(model: nn.Module, src: torch.Tensor, tgt: torch.Tensor, epochs: 
     losses = []
     for _ in tqdm(range(epochs), desc="Seq2Seq", disable=not progress, leave=False):
         model.train()
-        order, total = torch.randperm(len(src), device=device), 0.0
-        for i in range(0, len(src), batch_size):
-            idx = order[i:i + batch_size]
-            logits = model(src[idx], tgt[idx])  # (B, T, V)
-            loss = nn.functional.cross_entropy(logits.flatten(0, 1), tgt[idx].flatten())
+        total = 0.0
+        for src_b, tgt_b in minibatches(src, tgt, batch_size=batch_size, shuffle=True):
+            logits = model(src_b, tgt_b)  # (B, T, V)
+            loss = nn.functional.cross_entropy(logits.flatten(0, 1), tgt_b.flatten())
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
-            total += loss.item() * len(idx)
+            total += loss.item() * len(src_b)
         losses.append(total / len(src))
     return losses
 

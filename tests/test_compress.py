@@ -7,6 +7,7 @@ from torch import nn
 import torch.nn.functional as F
 
 from labkit import compress, distill, models
+from labkit.train import model_accuracy
 
 
 def tiny_mlp(seed: int = 0, hidden=(32, 16)) -> models.MLP:
@@ -29,9 +30,9 @@ def test_serialized_size_and_accuracy():
     assert n_params * 4 / 1e6 < compress.serialized_mb(model) < n_params * 4 / 1e6 + 0.01  # fp32 + small header
     X, y = blobs()
     logits = model(X)
-    assert compress.accuracy(model, X, y, batch_size=7) == pytest.approx((logits.argmax(1) == y).float().mean().item())
+    assert model_accuracy(model, X, y, batch_size=7) == pytest.approx((logits.argmax(1) == y).float().mean().item())
     with pytest.raises(ValueError, match="equally long"):
-        compress.accuracy(model, X, y[:3])
+        model_accuracy(model, X, y[:3])
 
 
 def test_caught_warnings_returns_result_and_messages():
@@ -167,7 +168,7 @@ def test_dynamic_int8_legacy_is_close_and_warns():
     quantized, messages = compress.dynamic_int8_legacy(model)
     scale = model(X).abs().max()
     assert (quantized(X) - model(X)).abs().max() < 0.05 * scale, "INT8 logits must stay within 5% of the range"
-    assert compress.accuracy(quantized, X, y) >= compress.accuracy(model, X, y) - 0.02
+    assert model_accuracy(quantized, X, y) >= model_accuracy(model, X, y) - 0.02
     assert any("deprecated" in m for m in messages)
     assert compress.serialized_mb(quantized) < compress.serialized_mb(model)
 
@@ -180,7 +181,7 @@ def test_quantize_static_uses_inputs_only_and_stays_close():
     scale = model(X).abs().max()
     assert (quantized(X) - model(X)).abs().max() < 0.1 * scale, "INT8 logits must stay within 10% of the range"
     assert quantized(X[:1]).shape == (1, 4), "the batch axis must stay dynamic"
-    assert compress.accuracy(quantized, X, y) >= compress.accuracy(model, X, y) - 0.02
+    assert model_accuracy(quantized, X, y) >= model_accuracy(model, X, y) - 0.02
     int8 = [t for t in quantized.state_dict().values() if t.dtype == torch.int8]
     assert int8 and not any(t.dtype == torch.float32 and t.dim() == 2 for t in quantized.state_dict().values())
     with pytest.raises(ValueError, match="calibration"):
@@ -194,7 +195,7 @@ def test_compiled_int8_matches_the_eager_graph():
     with torch.no_grad():  # fused INT8 kernels round differently from the reference graph: compare predictions
         agree = (compiled(X).argmax(1) == quantized(X).argmax(1)).float().mean().item()
     assert agree >= 0.95
-    assert compress.accuracy(compiled, X, y) >= compress.accuracy(model, X, y) - 0.02
+    assert model_accuracy(compiled, X, y) >= model_accuracy(model, X, y) - 0.02
     with pytest.raises(ValueError, match="example"):
         compress.compile_cpu(quantized, [])
 
@@ -205,7 +206,7 @@ def test_qat_trains_then_converts():
     losses = compress.train_qat(prepared, X, y, epochs=2, lr=1e-3)
     assert len(losses) == 2 and all(loss == loss for loss in losses)
     quantized = compress.convert_qat(prepared)
-    assert compress.accuracy(quantized, X, y) >= compress.accuracy(model, X, y) - 0.05
+    assert model_accuracy(quantized, X, y) >= model_accuracy(model, X, y) - 0.05
     with pytest.raises(ValueError):
         compress.train_qat(prepared, X, y[:5])
 

@@ -227,3 +227,38 @@ def test_reversal_task():
     assert torch.equal(src, data.make_reversal_task(50, length=5, vocab_size=10, seed=1)[0])
     with pytest.raises(ValueError):
         data.make_reversal_task(0)
+
+
+def test_minibatches_in_order_cover_every_row_once_with_a_short_last_batch():
+    X, y = torch.arange(10).view(10, 1), torch.arange(10) * 2
+    batches = list(data.minibatches(X, y, batch_size=4))
+    assert [len(xb) for xb, _ in batches] == [4, 4, 2]
+    assert torch.equal(torch.cat([xb for xb, _ in batches]).flatten(), torch.arange(10))
+    assert all(torch.equal(yb, xb.flatten() * 2) for xb, yb in batches)  # rows stay paired
+
+
+def test_minibatches_shuffle_draws_what_a_hand_written_loop_drew():
+    X, y = torch.randn(37, 3), torch.arange(37)
+    got = [yb for _, yb in data.minibatches(X, y, batch_size=8, shuffle=True,
+                                            generator=torch.Generator().manual_seed(5))]
+    order = torch.randperm(37, generator=torch.Generator().manual_seed(5))
+    assert [b.tolist() for b in got] == [order[i:i + 8].tolist() for i in range(0, 37, 8)]
+    torch.manual_seed(3)  # no generator: torch's global one, as torch.randperm(n) alone would use
+    first = [yb for _, yb in data.minibatches(X, y, batch_size=8, shuffle=True)]
+    torch.manual_seed(3)
+    assert torch.equal(torch.cat(first), torch.randperm(37))
+
+
+def test_minibatches_reshuffles_on_every_pass():
+    g = torch.Generator().manual_seed(0)
+    y = torch.arange(50)
+    one, two = (torch.cat([b for (b,) in data.minibatches(y, batch_size=7, shuffle=True, generator=g)])
+                for _ in range(2))
+    assert sorted(one.tolist()) == sorted(two.tolist()) == list(range(50)) and not torch.equal(one, two)
+
+
+@pytest.mark.parametrize("tensors, batch_size", [((), 4), ((torch.zeros(3), torch.zeros(4)), 2),
+                                                 ((torch.zeros(3),), 0)])
+def test_minibatches_rejects_bad_arguments(tensors, batch_size):
+    with pytest.raises(ValueError):
+        list(data.minibatches(*tensors, batch_size=batch_size))

@@ -140,3 +140,11 @@ def test_auc_extremes():
 def test_bad_inputs_raise_clear_errors(call, match):
     with pytest.raises(ValueError, match=match):
         call()
+
+
+def test_max_abs_diff_of_tensors_and_arrays_and_shape_mismatch():
+    a, b = torch.tensor([[1.0, 2.0], [3.0, 4.0]]), np.array([[1.0, 2.5], [2.0, 4.0]], dtype=np.float32)
+    assert M.max_abs_diff(a, b) == 1.0 and M.max_abs_diff(a, a) == 0.0
+    assert M.max_abs_diff(np.zeros((0, 3)), np.zeros((0, 3))) == 0.0
+    with pytest.raises(ValueError, match="cannot compare"):
+        M.max_abs_diff(a, b[:1])
