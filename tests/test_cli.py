@@ -3,7 +3,7 @@ import pytest
 
 from labkit import cli
 
-COMMANDS = [["data"], ["course"], ["strip"], ["grade"], ["handout"], ["quiz"], ["env"], ["bench", "models"],
+COMMANDS = [["lab"], ["data"], ["course"], ["strip"], ["grade"], ["handout"], ["quiz"], ["env"], ["bench", "models"],
             ["bench", "serving"], ["serve"], ["loadtest"]]
 
 
