@@ -1,9 +1,12 @@
-"""Small plotting helpers shared by the notebooks (matplotlib, nothing shown at import)."""
+"""Small plotting helpers shared by the notebooks (matplotlib, nothing shown at import): training, images, load."""
 from __future__ import annotations
 
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from labkit.serve.records import LoadResult
 
 
 def plot_history(histories: dict[str, list[dict]], metrics: Sequence[str] = ("train_loss", "val_loss", "val_acc"),
@@ -53,3 +56,32 @@ def show_images(X, labels: Sequence[str], n: int = 12, title: str = ""):
         ax.set_title(str(label), fontsize=7); ax.axis("off")
     fig.suptitle(title)
     return fig
+
+
+def plot_latency_vs_load(tables: dict, slo_ms: float | None = None, ax=None):
+    """p50 (dashed) and p99 (solid) latency against offered load, one colour per configuration."""
+    import matplotlib.pyplot as plt
+
+    ax = ax or plt.subplots(figsize=(6, 3.5))[1]
+    for name, df in tables.items():
+        x = df["offered_rps"] if "offered_rps" in df else df.index
+        line, = ax.plot(x, df["p99_ms"], "o-", label=f"{name} p99")
+        ax.plot(x, df["p50_ms"], "--", color=line.get_color(), alpha=0.6, label=f"{name} p50")
+    if slo_ms is not None:
+        ax.axhline(slo_ms, color="gray", lw=1, ls=":", label=f"SLO {slo_ms:g} ms")
+    ax.set_yscale("log"); ax.set_xlabel("offered load (req/s)"); ax.set_ylabel("latency (ms)")
+    ax.legend(fontsize=7)
+    return ax
+
+
+def plot_latency_over_time(result: LoadResult, ax=None):
+    """Each request's latency at its intended send time, coloured by outcome."""
+    import matplotlib.pyplot as plt
+
+    ax = ax or plt.subplots(figsize=(6, 3.5))[1]
+    df = result.to_frame()
+    for outcome, group in df.groupby("outcome"):
+        ax.plot(group["intended_s"], group["latency_ms"], ".", ms=3, label=f"{outcome} ({len(group)})")
+    ax.set_yscale("log"); ax.set_xlabel("intended send time (s)"); ax.set_ylabel("latency (ms)")
+    ax.legend(fontsize=7)
+    return ax

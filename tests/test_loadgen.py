@@ -15,8 +15,10 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from labkit.serve import loadgen
-from labkit.serve.loadgen import (GoodputSearch, LoadResult, Record, goodput_at_slo, meets_slo, poisson_arrivals,
-                                  run_closed_loop, run_open_loop, sample_bodies, sweep_open_loop, zipf_bodies)
+from labkit.serve.loadgen import run_closed_loop, run_open_loop
+from labkit.serve.records import LoadResult, Record
+from labkit.serve.slo import GoodputSearch, goodput_at_slo, meets_slo, sweep_open_loop
+from labkit.serve.workloads import poisson_arrivals, read_bodies, sample_bodies, zipf_bodies
 
 OK, R429, R503, R500, SLEEP = (json.dumps({"do": d}).encode() for d in ("ok", "429", "503", "500", "sleep"))
 
@@ -245,7 +247,7 @@ def test_cli_open_loop_json_and_files(server, tmp_path, capsys):
 def test_cli_closed_loop_with_body_file(server, tmp_path, capsys):
     body_file = tmp_path / "bodies.jsonl"
     body_file.write_text("\n".join(b.decode() for b in (OK, R429)) + "\n")
-    assert loadgen.read_bodies(body_file) == [OK, R429]
+    assert read_bodies(body_file) == [OK, R429]
     assert loadgen.run(_cli(server.base + "/predict", "--users", "2", "--count", "4",
                             "--body-file", str(body_file))) == 0
     out = capsys.readouterr().out

@@ -7,7 +7,8 @@ import urllib.request
 import pytest
 
 from labkit.serve import ServeConfig, ServerProcess
-from labkit.serve.loadgen import run_open_loop, sample_bodies
+from labkit.serve.loadgen import run_open_loop
+from labkit.serve.workloads import sample_bodies
 from labkit.serve.replicas import ReplicaSet, replica_configs, usable_cores
 
 # --no-model: the full HTTP and process plumbing without a forward pass, so the replicas start quickly

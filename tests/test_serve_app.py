@@ -15,7 +15,8 @@ import torch
 
 from labkit.serve import ServeConfig
 from labkit.serve.app import create_app
-from labkit.serve.inference import IMAGE_SHAPE, LoadedModel, build_model, make_preprocessor
+from labkit.serve.lifecycle import LoadedModel, build_model
+from labkit.serve.preprocessing import IMAGE_SHAPE, make_preprocessor
 
 GOOD = {"inputs": ["the food was not good"]}
 

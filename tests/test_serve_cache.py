@@ -4,7 +4,7 @@ import pytest
 
 from labkit.preprocess import Vocab, tokenize
 from labkit.serve.cache import LRUCache, input_key
-from labkit.serve.inference import TextPreprocessor
+from labkit.serve.preprocessing import TextPreprocessor
 
 
 def row(v: float) -> np.ndarray:

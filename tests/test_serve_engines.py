@@ -9,7 +9,9 @@ import torch
 
 from labkit.models import RNNClassifier, SmallCNN
 from labkit.serve import ServeConfig, engines
-from labkit.serve.inference import IMAGE_SHAPE, MAX_LEN, LoadedModel, make_preprocessor, predict_probs
+from labkit.serve.engines import predict_probs
+from labkit.serve.lifecycle import LoadedModel
+from labkit.serve.preprocessing import IMAGE_SHAPE, MAX_LEN, make_preprocessor
 
 
 def padded_ids(lengths, vocab_size: int, seed: int = 0) -> np.ndarray:

@@ -7,7 +7,8 @@ import urllib.request
 import pytest
 
 from labkit.serve import ServeConfig, ServerProcess
-from labkit.serve.loadgen import run_closed_loop, run_open_loop, sample_bodies
+from labkit.serve.loadgen import run_closed_loop, run_open_loop
+from labkit.serve.workloads import sample_bodies
 
 QUEUE_LIMIT = 4
 

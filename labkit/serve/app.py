@@ -18,7 +18,7 @@ from contextlib import asynccontextmanager
 from typing import Callable
 
 import numpy as np
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
@@ -27,53 +27,14 @@ from starlette.routing import Route
 from labkit.serve.batcher import DeadlineExceeded, DynamicBatcher
 from labkit.serve.cache import LRUCache, input_key
 from labkit.serve.config import ServeConfig
-from labkit.serve.inference import InputError, fixed_probs, load_model, make_preprocessor, num_classes
+from labkit.serve.engines import fixed_probs
+from labkit.serve.lifecycle import load_model, num_classes
+from labkit.serve.preprocessing import make_preprocessor
+from labkit.serve.protocol import HTTPError, answer, error_answer, parse_body, preprocess_inputs
+from labkit.serve.telemetry import OUTCOMES, Metrics
 from labkit.serve.workers import make_worker
 
 log = logging.getLogger("labkit.serve")
-FIELDS = frozenset({"inputs", "deadline_ms"})
-OUTCOMES = ("ok", "bad_input", "too_large", "queue_full", "deadline", "draining", "loading", "error")
-LATENCY_BUCKETS_S = (.0005, .001, .002, .005, .01, .02, .05, .1, .2, .5, 1.0, 2.0, 5.0)
-BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
-
-
-class HTTPError(Exception):
-    """An error answer: status, short code, message naming the problem, optional Retry-After seconds."""
-
-    def __init__(self, status: int, code: str, message: str, retry_after_s: float | None = None):
-        super().__init__(message)
-        self.status, self.code, self.retry_after_s = status, code, retry_after_s
-
-
-class Metrics:
-    """The server's Prometheus metrics, in a registry of its own (two apps in one process never collide)."""
-
-    def __init__(self) -> None:
-        self.registry = r = CollectorRegistry()
-        requests = Counter("labkit_requests", "Predict requests by outcome", ["outcome"], registry=r)
-        self.outcome = {name: requests.labels(outcome=name) for name in OUTCOMES}  # children made once
-        self.in_flight = Gauge("labkit_in_flight", "Admitted predict requests not yet answered", registry=r)
-        self.latency = Histogram("labkit_request_latency_seconds", "Predict latency, admission to answer",
-                                 buckets=LATENCY_BUCKETS_S, registry=r)
-        self.batch_size = Histogram("labkit_batch_size", "Rows per forward", buckets=BATCH_BUCKETS, registry=r)
-        self.forward = Histogram("labkit_forward_seconds", "Seconds per forward", buckets=LATENCY_BUCKETS_S,
-                                 registry=r)
-        self.cache_hits = Counter("labkit_cache_hits", "Inputs answered from the cache", registry=r)
-        self.cache_misses = Counter("labkit_cache_misses", "Inputs the cache did not hold", registry=r)
-        self.gc_pause = Histogram("labkit_gc_pause_seconds", "Cyclic garbage-collector passes, by generation",
-                                  ["generation"], buckets=LATENCY_BUCKETS_S, registry=r)
-        self._gc_start = 0.0
-
-    def on_gc(self, phase: str, info: dict) -> None:
-        """gc.callbacks hook: time every collector pass (the whole process stops for it)."""
-        if phase == "start":
-            self._gc_start = time.perf_counter()
-        else:
-            self.gc_pause.labels(generation=str(info["generation"])).observe(time.perf_counter() - self._gc_start)
-
-    def observe_batch(self, rows: int, seconds: float) -> None:
-        self.batch_size.observe(rows)
-        self.forward.observe(seconds)
 
 
 class Service:
@@ -139,39 +100,9 @@ class Service:
             await asyncio.to_thread(self.worker.close)
 
     # ------------------------------------------------------------------ one request
-    def parse(self, body: bytes) -> tuple[list, float | None]:
-        """(inputs, deadline_ms) from a JSON body, or HTTPError 400 naming the problem."""
-        try:
-            payload = json.loads(body)
-        except (ValueError, RecursionError) as err:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
-            raise HTTPError(400, "malformed_json", f"body is not valid JSON: {err}") from None
-        if not isinstance(payload, dict):
-            raise HTTPError(400, "wrong_type", f"body must be a JSON object; got {type(payload).__name__}")
-        unknown = payload.keys() - FIELDS
-        if unknown:
-            raise HTTPError(400, "unknown_field", f"unknown field(s) {sorted(unknown)}; allowed: {sorted(FIELDS)}")
-        inputs = payload.get("inputs")
-        if not isinstance(inputs, list):
-            what = "missing" if inputs is None else f"a {type(inputs).__name__}"
-            raise HTTPError(400, "wrong_type" if inputs is not None else "missing_field",
-                            f"field 'inputs' must be a list of inputs; it is {what}")
-        if not inputs:
-            raise HTTPError(400, "empty_inputs", "field 'inputs' is empty; send 1 or more inputs")
-        if len(inputs) > self.config.max_items:
-            raise HTTPError(400, "too_many_inputs",
-                            f"field 'inputs' has {len(inputs)} inputs; the limit is {self.config.max_items}")
-        deadline = payload.get("deadline_ms")
-        if deadline is not None and (isinstance(deadline, bool) or not isinstance(deadline, (int, float))
-                                     or not math.isfinite(deadline) or deadline <= 0):
-            raise HTTPError(400, "bad_field", f"field 'deadline_ms' must be a finite number > 0; got {deadline!r}")
-        return inputs, deadline
-
     async def infer(self, inputs: list, deadline_ms: float | None) -> tuple[np.ndarray, int, list[bool]]:
         """(probs (k, K), rows of the forward that served the request, cached per input)."""
-        try:
-            x = self.preprocess(inputs)  # (k, ...) validated, before anything is queued
-        except InputError as err:
-            raise HTTPError(400, err.code, str(err)) from None
+        x = preprocess_inputs(self.preprocess, inputs)  # (k, ...) validated, before anything is queued
         k = len(x)
         if self.config.no_model:
             return fixed_probs(k, self.classes), k, [False] * k
@@ -230,7 +161,7 @@ def _error_body(err: HTTPError) -> tuple[int, bytes, list]:
         headers.append((b"retry-after", str(max(1, math.ceil(err.retry_after_s))).encode()))  # whole seconds
     if err.status == 413:
         headers.append((b"connection", b"close"))  # the rest of the oversized body is not read
-    return err.status, json.dumps({"error": str(err), "code": err.code}).encode(), headers
+    return err.status, json.dumps(error_answer(err)).encode(), headers
 
 
 async def _send(send, status: int, body: bytes, rid: bytes, extra: list | None = None) -> None:
@@ -284,12 +215,10 @@ class Predict:
         service.in_flight += 1
         m.in_flight.inc()
         try:
-            inputs, deadline_ms = service.parse(await _read_body(receive, declared, config.max_body_bytes))
-            probs, rows, cached = await service.infer(inputs, deadline_ms)
+            raw = await _read_body(receive, declared, config.max_body_bytes)
+            probs, rows, cached = await service.infer(*parse_body(raw, config.max_items))
             m.outcome["ok"].inc()
-            status, body, extra = 200, json.dumps({
-                "request_id": rid.decode(), "labels": probs.argmax(axis=1).tolist(),
-                "probabilities": probs.tolist(), "batch_size": rows, "cached": cached}).encode(), None
+            status, body, extra = 200, json.dumps(answer(rid.decode(), probs, rows, cached)).encode(), None
         except HTTPError as err:
             m.outcome.get({400: "bad_input", 413: "too_large"}.get(err.status, err.code), m.outcome["error"]).inc()
             status, body, extra = _error_body(err)

@@ -30,6 +30,7 @@ import prometheus_client as prom
 from aiohttp import web
 
 from labkit.serve.flow import Decision, FlowConfig, FlowController
+from labkit.serve.process import exit_with_parent
 
 POLICIES = ("round_robin", "least_outstanding", "power_of_two")
 PASS_HEADERS = ("Content-Type", "Retry-After", "X-Request-Id")   # copied from a replica's answer
@@ -346,15 +347,13 @@ def config_to_args(config: BalancerConfig) -> list[str]:
 def run_balancer(backends: Sequence[str], config: BalancerConfig = BalancerConfig(), host: str = "127.0.0.1",
                  port: int = 8000) -> int:
     """Serve in the foreground until SIGINT/SIGTERM."""
-    from labkit.serve.cli import _exit_with_parent   # started by a ServerProcess-like parent: die with it
-
     balancer = Balancer(backends, config)
     try:
         import uvloop
         loop = uvloop.new_event_loop()   # the balancer is pure I/O: a faster event loop is its main lever
     except ImportError:
         loop = asyncio.new_event_loop()
-    _exit_with_parent()
+    exit_with_parent()   # started by a BalancerProcess: die with its parent
     print(f"balancer ({config.policy}) on http://{host}:{port} -> {', '.join(backends)}", flush=True)
     web.run_app(balancer.app(), host=host, port=port, access_log=None, print=None, loop=loop,
                 shutdown_timeout=5.0)

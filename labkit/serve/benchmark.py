@@ -18,7 +18,10 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 
 from labkit.serve.config import ENGINES, ServeConfig
-from labkit.serve.loadgen import GoodputSearch, goodput_at_slo, run_closed_loop, sample_bodies
+from labkit.serve.loadgen import run_closed_loop
+from labkit.serve.records import jsonable
+from labkit.serve.slo import GoodputSearch, goodput_at_slo
+from labkit.serve.workloads import sample_bodies
 
 DEFAULT_SLO_MS = 50.0  # the issue's SLO: p99 <= 50 ms for admitted requests
 BOUND_FRACTIONS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.75, 0.9, 1.05)  # offered rates probed, as fractions of each server's bound
@@ -65,7 +68,7 @@ def model_bound(model: str = "text", batch: int = 64, threads: int = 1, repeats:
 
     from labkit.bench import percentiles, time_calls
     from labkit.serve.engines import make_forward
-    from labkit.serve.inference import load_model
+    from labkit.serve.lifecycle import load_model
 
     loaded = load_model(model, evaluate=False)
     inputs = [json.loads(b)["inputs"][0] for b in sample_bodies(model, n=batch, seed=seed)]
@@ -197,8 +200,6 @@ def config_from_args(args: argparse.Namespace) -> BenchConfig:
 def run(args: argparse.Namespace) -> int:
     """Carry out `labkit bench serving`."""
     import sys
-
-    from labkit.serve.loadgen import jsonable
 
     bench = config_from_args(args)
     result = bench_serving(bench, log=lambda line: print(line, file=sys.stderr))

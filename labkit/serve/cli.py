@@ -6,12 +6,9 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
-import signal
-import threading
-import time
 
 from labkit.serve.config import ServeConfig, add_config_arguments
+from labkit.serve.process import exit_with_parent
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -59,26 +56,10 @@ def serve(config: ServeConfig, host: str = "127.0.0.1", port: int = 8000, log_le
                 service.status = "draining"
             super().handle_exit(sig, frame)
 
-    _exit_with_parent()
+    exit_with_parent()
     uconfig = uvicorn.Config(app, host=host, port=port, loop="uvloop", http="httptools", lifespan="on",
                              access_log=False, log_level=log_level, workers=1, timeout_graceful_shutdown=30,
                              backlog=4096)
     holder.append(DrainingServer(uconfig))
     holder[0].run()
     return 1 if failures else 0
-
-
-def _exit_with_parent() -> None:
-    """If started by ServerProcess, SIGTERM ourselves once that process is gone: no orphaned servers."""
-    from labkit.serve.process import PARENT_ENV
-
-    parent = os.environ.get(PARENT_ENV)
-    if not parent or not parent.isdigit():
-        return
-
-    def watch() -> None:
-        while os.getppid() == int(parent):
-            time.sleep(1.0)
-        os.kill(os.getpid(), signal.SIGTERM)
-
-    threading.Thread(target=watch, name="labkit-parent-watch", daemon=True).start()

@@ -27,10 +27,22 @@ from torch import nn
 from labkit.export import INPUT_NAME, OPSET, export_onnx, make_session
 from labkit.models import RNNClassifier
 from labkit.serve.config import ENGINES
-from labkit.serve.inference import IMAGE_SHAPE, MAX_LEN, cache_dir, predict_probs
+from labkit.serve.lifecycle import cache_dir
+from labkit.serve.preprocessing import IMAGE_SHAPE, MAX_LEN
 
 PARITY_TOL = 1e-4  # max |ONNX Runtime - PyTorch| probability accepted at export
 GIL_SWITCH_INTERVAL_S = 0.0002  # the thread worker's interpreter switch interval; Python's default is 0.005
+
+
+@torch.inference_mode()
+def predict_probs(model: nn.Module, x: np.ndarray | torch.Tensor) -> np.ndarray:
+    """Class probabilities (n, K) as float32 NumPy for a preprocessed batch x (n, ...), in eval mode (eager)."""
+    return model(torch.as_tensor(x)).softmax(dim=-1).numpy()  # as_tensor: no copy of a NumPy array
+
+
+def fixed_probs(n: int, num_classes: int) -> np.ndarray:
+    """The --no-model answer: uniform probabilities for n inputs (no forward at all: the HTTP bound)."""
+    return np.full((n, num_classes), 1.0 / num_classes, dtype=np.float32)
 
 
 class LastStepProbs(nn.Module):

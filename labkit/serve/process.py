@@ -6,7 +6,9 @@
 The server runs as `python -m labkit.serve` in a new process group on a free loopback port; start()
 returns once GET /health answers 200. Stopping sends SIGTERM (the server answers what is in flight),
 waits, then SIGKILLs the whole group. An atexit hook stops any server still running, and the server
-itself exits if this process dies (LABKIT_PARENT_PID watchdog). Taught in 09_async_serving.
+itself exits if this process dies (LABKIT_PARENT_PID watchdog: exit_with_parent, called by the child).
+Other long-running children (the balancer, any future sidecar) subclass ServerProcess and give their own
+argv(): they share the launch, the health wait and the clean-up. Taught in 09_async_serving.
 """
 from __future__ import annotations
 
@@ -17,6 +19,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -42,8 +45,23 @@ def _stop_all() -> None:
         server.stop()
 
 
+def exit_with_parent() -> None:
+    """In a child started by ServerProcess: SIGTERM ourselves once that parent is gone (no orphaned servers)."""
+    parent = os.environ.get(PARENT_ENV)
+    if not parent or not parent.isdigit():
+        return
+
+    def watch() -> None:
+        while os.getppid() == int(parent):
+            time.sleep(1.0)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    threading.Thread(target=watch, name="labkit-parent-watch", daemon=True).start()
+
+
 class ServerProcess:
     """A `labkit serve` subprocess: start(), url, pid, alive, kill(), stop(); a context manager."""
+    log_name = "serve"  # the log file is labkit-<log_name>-<port>-*.log
 
     def __init__(self, config: ServeConfig | None = None, port: int | None = None, env: dict | None = None,
                  startup_timeout_s: float = 60.0, host: str = "127.0.0.1", extra_args: tuple[str, ...] = ()):
@@ -105,17 +123,20 @@ class ServerProcess:
                 raise
         raise AssertionError("unreachable")
 
+    def argv(self) -> list[str]:
+        """The command line of the child on self.host:self.port (a subclass runs another program here)."""
+        return [sys.executable, "-m", "labkit.serve", "--host", self.host, "--port", str(self.port),
+                *self.config.to_args(), *self.extra_args]
+
     def _launch(self) -> None:
         self.port = self._fixed_port or free_port(self.host)
-        cmd = [sys.executable, "-m", "labkit.serve", "--host", self.host, "--port", str(self.port),
-               *self.config.to_args(), *self.extra_args]
-        fd, path = tempfile.mkstemp(prefix=f"labkit-serve-{self.port}-", suffix=".log")
+        fd, path = tempfile.mkstemp(prefix=f"labkit-{self.log_name}-{self.port}-", suffix=".log")
         self.log_path = Path(path)
         env = {**os.environ, "PYTHONUNBUFFERED": "1", PARENT_ENV: str(os.getpid()), **self.env}
         with os.fdopen(fd, "wb") as log:  # a file, not a pipe: a full pipe would stall the server
-            self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                         env=env, start_new_session=True)
-        _RUNNING.add(self)
+            self.proc = subprocess.Popen(self.argv(), stdout=log, stderr=subprocess.STDOUT,
+                                         stdin=subprocess.DEVNULL, env=env, start_new_session=True)
+        _RUNNING.add(self)  # the atexit hook stops it if the caller forgets
 
     def _wait_healthy(self) -> None:
         deadline = time.monotonic() + self.startup_timeout_s

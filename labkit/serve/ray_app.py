@@ -1,8 +1,8 @@
 """The same model on Ray Serve: @serve.batch, replicas, max_ongoing_requests / max_queued_requests.
 
-Request parsing and validation are labkit's own (`labkit.serve.app.Service.parse`, the model's preprocessor)
-and the model comes from `labkit.serve.inference`, so the HTTP API is the one `labkit serve` speaks and the
-same load generator drives both. Locally, RayServe starts a one-node Ray in-process on loopback:
+Request parsing, validation and the answer are labkit's own (`labkit.serve.protocol`, the model's
+preprocessor) and the model comes from `labkit.serve.lifecycle`, so the HTTP API is the one `labkit serve`
+speaks and the same load generator drives both. Locally, RayServe starts a one-node Ray in-process on loopback:
 
     with RayServe(ServeConfig(max_batch=64, max_wait_ms=2.0), num_replicas=1) as ray_server:
         run_open_loop(ray_server.predict_url, bodies, rate=200, duration_s=5)
@@ -45,8 +45,9 @@ def build_app(config: ServeConfig = ServeConfig(), num_replicas: int = 1, max_on
     from starlette.requests import Request
     from starlette.responses import JSONResponse
 
-    from labkit.serve.app import HTTPError, Service
-    from labkit.serve.inference import InputError, load_model, predict_probs
+    from labkit.serve.engines import predict_probs
+    from labkit.serve.lifecycle import load_model
+    from labkit.serve.protocol import HTTPError, answer, error_answer, parse_body, preprocess_inputs
 
     # defaults mirror labkit's server: a replica holds up to queue_limit requests, 2 batches of them running
     ongoing = max_ongoing_requests or min(config.queue_limit, 2 * config.max_batch)
@@ -58,7 +59,7 @@ def build_app(config: ServeConfig = ServeConfig(), num_replicas: int = 1, max_on
         def __init__(self, config: ServeConfig):
             torch.set_num_threads(config.threads)
             self.loaded = load_model(config.model, config.checkpoint, evaluate=False)
-            self.service = Service(config)            # only its parse(): the same validation as labkit serve
+            self.max_items = config.max_items
             self.predict_rows.set_max_batch_size(config.max_batch if config.batching else 1)
             self.predict_rows.set_batch_wait_timeout_s(config.max_wait_ms / 1e3 if config.batching else 0.0)
             self._ids = iter(range(1 << 62))
@@ -74,15 +75,12 @@ def build_app(config: ServeConfig = ServeConfig(), num_replicas: int = 1, max_on
         async def __call__(self, request: Request):
             rid = request.headers.get("x-request-id") or f"ray-{next(self._ids)}"
             try:
-                inputs, _ = self.service.parse(await request.body())
-                x = self.loaded.preprocess(inputs)    # (k, ...)
-            except (HTTPError, InputError) as err:   # 400 naming the problem, as labkit serve answers
-                status = getattr(err, "status", 400)
-                return JSONResponse({"error": str(err), "code": err.code}, status, {"X-Request-Id": rid})
+                inputs, _ = parse_body(await request.body(), self.max_items)
+                x = preprocess_inputs(self.loaded.preprocess, inputs)    # (k, ...)
+            except HTTPError as err:                  # 400 naming the problem, as labkit serve answers
+                return JSONResponse(error_answer(err), err.status, {"X-Request-Id": rid})
             probs, rows = await self.predict_rows(x)
-            return JSONResponse({"request_id": rid, "labels": probs.argmax(axis=1).tolist(),
-                                 "probabilities": probs.tolist(), "batch_size": rows, "cached": [False] * len(x)},
-                                200, {"X-Request-Id": rid})
+            return JSONResponse(answer(rid, probs, rows, [False] * len(x)), 200, {"X-Request-Id": rid})
 
     return Classifier.bind(config)
 

@@ -14,17 +14,14 @@ import concurrent.futures
 import contextlib
 import json
 import os
-import subprocess
 import sys
-import tempfile
 import time
 import urllib.request
-from pathlib import Path
 from typing import Mapping, Sequence
 
 from labkit.serve.balancer import BalancerConfig, config_to_args, run_balancer
 from labkit.serve.config import ServeConfig
-from labkit.serve.process import PARENT_ENV, ServerProcess, free_port
+from labkit.serve.process import ServerProcess
 
 
 def usable_cores() -> int:
@@ -62,24 +59,16 @@ def start_servers(configs: Sequence[ServeConfig], startup_timeout_s: float = 120
 
 class BalancerProcess(ServerProcess):
     """`python -m labkit.serve.balancer` as a subprocess, with ServerProcess' start/stop/kill guarantees."""
+    log_name = "balancer"
 
     def __init__(self, backends: Sequence[str], config: BalancerConfig = BalancerConfig(),
                  port: int | None = None, startup_timeout_s: float = 60.0):
         super().__init__(port=port, startup_timeout_s=startup_timeout_s)
         self.backends, self.balancer_config = list(backends), config
 
-    def _launch(self) -> None:
-        self.port = self._fixed_port or free_port(self.host)
-        cmd = [sys.executable, "-m", "labkit.serve.balancer", "--host", self.host, "--port", str(self.port),
-               *config_to_args(self.balancer_config), *self.backends]
-        fd, path = tempfile.mkstemp(prefix=f"labkit-balancer-{self.port}-", suffix=".log")
-        self.log_path = Path(path)
-        env = {**os.environ, "PYTHONUNBUFFERED": "1", PARENT_ENV: str(os.getpid())}
-        with os.fdopen(fd, "wb") as log:
-            self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                         env=env, start_new_session=True)
-        from labkit.serve.process import _RUNNING  # the atexit hook stops it too
-        _RUNNING.add(self)
+    def argv(self) -> list[str]:
+        return [sys.executable, "-m", "labkit.serve.balancer", "--host", self.host, "--port", str(self.port),
+                *config_to_args(self.balancer_config), *self.backends]
 
     def __repr__(self) -> str:
         return f"BalancerProcess({self.url} -> {len(self.backends)} replicas, {self.balancer_config.policy})"

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from labkit.serve.engines import GIL_SWITCH_INTERVAL_S, make_forward
-from labkit.serve.inference import build_model
+from labkit.serve.lifecycle import build_model
 
 Forward = Callable[[np.ndarray], np.ndarray]  # preprocessed batch (n, ...) -> probs (n, K)
 
@@ -123,7 +123,7 @@ class ProcessWorker:
 
 def make_worker(mode: str, loaded, threads: int = 1, slow_ms: float = 0.0, num_workers: int = 1,
                 engine: str = "torch"):
-    """The worker for `mode` around a LoadedModel (see labkit.serve.inference.load_model), on `engine`."""
+    """The worker for `mode` around a LoadedModel (see labkit.serve.lifecycle.load_model), on `engine`."""
     if mode == "process":
         vocab_size = len(loaded.preprocess.vocab) if loaded.name == "text" else None
         if engine == "onnx":  # export once here, so the worker processes only read the cached file
