@@ -262,3 +262,12 @@ def test_minibatches_reshuffles_on_every_pass():
 def test_minibatches_rejects_bad_arguments(tensors, batch_size):
     with pytest.raises(ValueError):
         list(data.minibatches(*tensors, batch_size=batch_size))
+
+
+def test_paths_name_the_repository_folders():
+    from labkit import paths
+
+    assert (paths.REPO_ROOT / "pyproject.toml").is_file() and (paths.PACKAGE_DIR / "paths.py").is_file()
+    assert (paths.DATA_DIR / data.CHECKSUM_FILE).is_file() and data.DATA_DIR == paths.DATA_DIR
+    assert any(paths.NOTEBOOK_DIR.glob("00_*.ipynb")) and paths.EXERCISE_DIR.parent == paths.NOTEBOOK_DIR
+    assert any(paths.QUESTIONS_DIR.glob("*.yaml"))
