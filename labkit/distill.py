@@ -72,7 +72,7 @@ def logits_of(model: nn.Module, X: torch.Tensor, batch_size: int = 512) -> torch
     if len(X) == 0:
         raise ValueError("logits_of got an empty X")
     model.eval()
-    return torch.cat([model(X[i:i + batch_size]) for i in range(0, len(X), batch_size)])
+    return torch.cat([model(xb) for (xb,) in minibatches(X, batch_size=batch_size)])
 
 
 def distill(student: nn.Module, teacher_logits: torch.Tensor, X: torch.Tensor, y: torch.Tensor,

@@ -134,8 +134,7 @@ def predict(model: nn.Module, X: torch.Tensor, batch_size: int = 256) -> tuple[t
         raise ValueError("predict() got an empty input")
     model.eval()
     device = _device_of(model)
-    probs = torch.cat([model(X[i:i + batch_size].to(device)).softmax(dim=1).cpu()
-                       for i in range(0, len(X), batch_size)])
+    probs = torch.cat([model(xb.to(device)).softmax(dim=1).cpu() for (xb,) in minibatches(X, batch_size=batch_size)])
     return probs.argmax(dim=1), probs
 
 
