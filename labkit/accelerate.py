@@ -15,6 +15,7 @@ import torch
 from torch.utils.data import Dataset
 
 from labkit.bench import Variant, synchronizer, compare, throughput_row, time_calls
+from labkit.metrics import max_abs_diff
 
 
 def pick_device(prefer: str | None = None) -> torch.device:
@@ -164,13 +165,13 @@ def low_precision_copy(model: torch.nn.Module, dtype: torch.dtype = torch.bfloat
     return run
 
 
-def max_abs_diff(reference: Variant, candidate: Variant, batch: Any) -> float:
-    """Largest absolute difference between two callables' outputs on one batch, compared in float32."""
+def output_gap(reference: Variant, candidate: Variant, batch: Any) -> float:
+    """labkit.metrics.max_abs_diff of two callables' outputs on one batch (each cast to float32 first)."""
     with torch.no_grad():
         a, b = reference(batch), candidate(batch)
     if a.shape != b.shape:
         raise ValueError(f"outputs differ in shape: {tuple(a.shape)} vs {tuple(b.shape)}")
-    return float((a.float().cpu() - b.float().cpu()).abs().max())
+    return max_abs_diff(a.float(), b.float())
 
 
 # ------------------------------------------------------------------------------ torch.compile

@@ -114,7 +114,7 @@ def build_parser() -> argparse.ArgumentParser:
               "labkit.serve.benchmark")
     _delegate(sub.add_parser("lab", help="open the course in JupyterLab (what `make lab` runs)"), "labkit.lab")
     _delegate(sub.add_parser("serve", help="run the model server (see 09_async_serving)"), "labkit.serve.cli")
-    _delegate(sub.add_parser("loadtest", help="open- or closed-loop load against a server"), "labkit.serve.loadgen")
+    _delegate(sub.add_parser("loadtest", help="open- or closed-loop load against a server"), "labkit.serve.loadtest")
     return parser
 
 

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import nbformat
 
-NOTEBOOK_DIR = Path(__file__).resolve().parent.parent / "notebooks"
+from labkit.paths import NOTEBOOK_DIR
+
 EXECUTED_DIR = NOTEBOOK_DIR / "executed"
 CHECK_MARK = "NBVAL_CHECK_OUTPUT"
 

@@ -16,8 +16,7 @@ from typing import Any, Callable, Sequence
 
 import yaml
 
-ROOT = Path(__file__).resolve().parent.parent
-QUESTIONS_DIR, NOTEBOOK_DIR = ROOT / "questions", ROOT / "notebooks"
+from labkit.paths import NOTEBOOK_DIR, QUESTIONS_DIR
 FIELDS = ("id", "topic", "question", "answer", "links")
 ID_RE = re.compile(r"[a-z]+-\d{2,}")  # eval-01, gd-12
 HEADING_RE = re.compile(r"^## (\d+) · (.+)$", re.M)  # "## 4 · Evaluation: more than accuracy"

@@ -58,15 +58,15 @@ def test_bf16_autocast_is_close_to_fp32_and_really_low_precision(mlp):
     bf16 = accelerate.autocast_fn(mlp, "cpu", torch.bfloat16)
     with torch.no_grad():
         assert bf16(x).dtype == torch.bfloat16
-    diff = accelerate.max_abs_diff(mlp, bf16, x)
+    diff = accelerate.output_gap(mlp, bf16, x)
     assert 0 < diff < 0.1  # bf16 keeps ~3 significant digits: different, but close
     with pytest.raises(ValueError, match="dtype"):
         accelerate.autocast_fn(mlp, "cpu", torch.float64)
 
 
-def test_max_abs_diff_rejects_shape_mismatch(mlp):
+def test_output_gap_rejects_shape_mismatch(mlp):
     with pytest.raises(ValueError, match="shape"):
-        accelerate.max_abs_diff(mlp, lambda x: mlp(x)[:, :3], torch.rand(2, 16))
+        accelerate.output_gap(mlp, lambda x: mlp(x)[:, :3], torch.rand(2, 16))
 
 
 def test_compiled_output_equals_eager_or_the_error_is_reported(mlp):
@@ -76,7 +76,7 @@ def test_compiled_output_equals_eager_or_the_error_is_reported(mlp):
         assert result.fn is None and result.error
         pytest.skip(f"torch.compile unavailable here: {result.error[:120]}")
     assert result.compile_s > 0
-    assert accelerate.max_abs_diff(mlp, result.fn, x) < 1e-5
+    assert accelerate.output_gap(mlp, result.fn, x) < 1e-5
 
 
 def test_compile_failure_is_caught_with_its_message(mlp):
@@ -126,6 +126,6 @@ def test_low_precision_copy_keeps_the_original_and_stays_close(mlp):
     with torch.no_grad():
         assert bf16(x).dtype == torch.bfloat16
     assert next(mlp.parameters()).dtype == torch.float32  # a copy was converted, not the caller's model
-    assert accelerate.max_abs_diff(mlp, bf16, x) < 0.1
+    assert accelerate.output_gap(mlp, bf16, x) < 0.1
     with pytest.raises(ValueError, match="dtype"):
         accelerate.low_precision_copy(mlp, torch.int8)

@@ -14,7 +14,7 @@ from starlette.applications import Starlette
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from labkit.serve import loadgen
+from labkit.serve import loadgen, loadtest
 from labkit.serve.loadgen import run_closed_loop, run_open_loop
 from labkit.serve.records import LoadResult, Record
 from labkit.serve.slo import GoodputSearch, goodput_at_slo, meets_slo, sweep_open_loop
@@ -230,7 +230,7 @@ def test_sample_and_zipf_bodies():
 
 def _cli(*argv):
     parser = argparse.ArgumentParser()
-    loadgen.add_arguments(parser)
+    loadtest.add_arguments(parser)
     return parser.parse_args(argv)
 
 
@@ -238,7 +238,7 @@ def test_cli_open_loop_json_and_files(server, tmp_path, capsys):
     csv_path, out = tmp_path / "r.csv", tmp_path / "r.json"
     args = _cli(server.base, "--rate", "100", "--count", "5", "--model", "text", "--json", "--slo-ms", "100",
                 "--csv", str(csv_path), "--out-json", str(out))
-    assert loadgen.run(args) == 0
+    assert loadtest.run(args) == 0
     summary = json.loads(capsys.readouterr().out)
     assert summary["sent"] == 5 and summary["ok"] == 5 and summary["slo_ms"] == 100
     assert csv_path.exists() and json.loads(out.read_text())["summary"]["sent"] == 5
@@ -248,7 +248,7 @@ def test_cli_closed_loop_with_body_file(server, tmp_path, capsys):
     body_file = tmp_path / "bodies.jsonl"
     body_file.write_text("\n".join(b.decode() for b in (OK, R429)) + "\n")
     assert read_bodies(body_file) == [OK, R429]
-    assert loadgen.run(_cli(server.base + "/predict", "--users", "2", "--count", "4",
+    assert loadtest.run(_cli(server.base + "/predict", "--users", "2", "--count", "4",
                             "--body-file", str(body_file))) == 0
     out = capsys.readouterr().out
     assert "rejected: 2" in out and "sent: 4" in out
