@@ -47,7 +47,7 @@ def cmd_grade(args: argparse.Namespace) -> int:
         return 0
     if not args.path:
         raise ValueError("give a notebook to grade (or --list)")
-    report = grading.grade_notebook(Path(args.path), exercise=args.exercise)
+    report = grading.grade_notebook(Path(args.path), exercise=args.exercise, hidden=args.hidden)
     print(report.to_json() if args.json else report.format())
     return 0 if report.score == 1.0 else 2
 
@@ -96,6 +96,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--exercise", help="exercise name, if the notebook does not say")
     p.add_argument("--json", action="store_true", help="machine-readable report")
     p.add_argument("--list", action="store_true", help="list the exercises, one per line")
+    p.add_argument("--hidden", action="store_true", help="also run the hidden tests (interviewers; never in a handout)")
     p.set_defaults(func=cmd_grade)
     p = sub.add_parser("handout", help="write a self-contained exercise folder without the solution")
     p.add_argument("name")

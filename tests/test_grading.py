@@ -1,6 +1,7 @@
 """Grading is honest: references score 100%, stubs 0, bugs fail their bug's test; the grader never hangs."""
 import dataclasses
 import json
+from pathlib import Path
 
 import nbformat
 import pytest
@@ -121,3 +122,64 @@ def test_toy_blobs_and_trainer():
     assert (model(X).argmax(1) == y).float().mean() > 0.9
     with pytest.raises(ValueError, match="classes <= features"):
         blobs(10, features=2, classes=3, noise=0.5, seed=0)
+
+
+HIDDEN = [e for e in EXERCISES if e.hidden_tests]
+
+
+def test_every_exercise_has_hidden_tests():
+    missing = [e.name for e in EXERCISES if e.kind == "exercise" and not e.hidden_tests]
+    assert not missing and len(HIDDEN) >= 10, f"exercises without hidden tests: {missing}"
+
+
+@pytest.mark.parametrize("exercise", HIDDEN, ids=[e.name for e in HIDDEN])
+def test_hidden_tests_pass_on_the_reference_and_fail_on_the_stub(exercise):
+    hidden = {t.__name__ for t in exercise.hidden_tests}
+    report = grading.grade_source(exercise, exercise.reference_source(), hidden=True)
+    assert report.score == 1.0 and hidden <= {r.name for r in report.results}, report.format()
+    report = grading.grade_source(exercise, exercise.stub, hidden=True)
+    assert hidden <= {r.name for r in report.results if not r.passed}, report.format()
+
+
+@pytest.mark.parametrize("exercise", HIDDEN, ids=[e.name for e in HIDDEN])
+def test_handout_never_holds_hidden_tests(exercise, tmp_path):
+    import inspect
+    import subprocess
+    import sys
+
+    out = write_handout(exercise, tmp_path)
+    text = "\n".join(p.read_text() for p in out.iterdir())
+    assert "hidden_tests" not in text
+    for test in exercise.hidden_tests:
+        assert test.__name__ not in text, f"{test.__name__} is named in the handout"
+        visible = inspect.getsource(inspect.getmodule(exercise.tests[0]))
+        body = [line for line in inspect.getsource(test).splitlines()[1:] if len(line.strip()) > 30
+                and line not in visible]  # lines of its own, not calls of shared helpers
+        assert body, f"{test.__name__} has no line of its own to look for"
+        assert not any(line in text for line in body), f"{test.__name__}'s source is in the handout"
+    # running the handout's tests file loads no hidden test
+    check = ("import runpy, sys; runpy.run_path(sys.argv[1]); "
+             "assert not [m for m in sys.modules if m.startswith('labkit.hidden_tests')], 'hidden tests loaded'")
+    done = subprocess.run([sys.executable, "-c", check, str(out / f"{exercise.name}_tests.py")],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+
+
+def test_registry_imports_no_exercise_and_no_cycle():
+    """exercises import grading.exercise; the registry imports exercises only when asked"""
+    import subprocess
+    import sys
+
+    check = ("import sys, labkit.grading.registry, labkit.grading; "
+             "assert not [m for m in sys.modules if m.startswith('labkit.exercises')], 'exercises imported'; "
+             "import labkit.exercises.metrics_module as m; assert m.EXERCISE.name == 'metrics_module'")
+    done = subprocess.run([sys.executable, "-c", check], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "labkit.grading.registry" not in Path(grading.__file__).with_name("exercise.py").read_text()
+
+
+def test_cli_grade_hidden(capsys):
+    exercise = grading.get_exercise("metrics_module")
+    assert cli.main(["grade", str(exercise.notebook), "--json", "--hidden"]) == 2  # the untouched stub
+    report = json.loads(capsys.readouterr().out)
+    assert len(report["results"]) == len(exercise.tests) + len(exercise.hidden_tests) and report["score"] == 0

@@ -2,7 +2,7 @@
 import torch
 from torch import nn
 
-from labkit.grading.registry import Exercise
+from labkit.grading.exercise import Exercise
 
 TASK = """
 `TransferClassifier(backbone, num_features, num_classes)` reuses a pretrained convolutional feature extractor

@@ -2,7 +2,7 @@
 import numpy as np
 from sklearn import metrics as skm
 
-from labkit.grading.registry import Exercise
+from labkit.grading.exercise import Exercise
 
 TASK = """
 `binary_report(y_true, y_pred)` summarises a binary classifier (labels 0 and 1, class 1 is the positive
@@ -80,4 +80,5 @@ EXERCISE = Exercise(
     name="bug_f1_definition", title="Find the bug · The flattering F1", task=TASK, stub=STUB,
     tests=(test_accuracy, test_precision_and_recall, test_f1_matches_scikit_learn, test_f1_on_imbalanced_data),
     kind="bug", bug_tests=("test_f1_matches_scikit_learn", "test_f1_on_imbalanced_data"),
+    protected_modules=('labkit.metrics',),
 )

@@ -2,7 +2,7 @@
 import torch
 from torch import nn
 
-from labkit.grading.registry import Exercise
+from labkit.grading.exercise import Exercise
 
 TASK = """
 `ShapesCNN` is meant to classify the generated 32×32 RGB shapes (`labkit.data`) into 10 classes: two conv

@@ -6,7 +6,7 @@ import re
 import torch
 from torch import nn
 
-from labkit.grading.registry import Exercise
+from labkit.grading.exercise import Exercise
 
 TASK = """
 `evaluate_and_report(model, X, y)` is what a training script calls before a model is shipped: it runs the

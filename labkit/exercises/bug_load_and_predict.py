@@ -4,7 +4,7 @@ from pathlib import Path
 
 import torch
 
-from labkit.grading.registry import Exercise
+from labkit.grading.exercise import Exercise
 
 TASK = """
 A team wrapped their notebook code in a class and called it a model server: the web framework creates one
@@ -140,4 +140,5 @@ EXERCISE = Exercise(
            test_answers_are_right, test_start_up_pays_the_load),
     kind="bug", bug_tests=("test_model_loaded_once_across_requests", "test_survives_checkpoint_replaced_after_start",
                            "test_start_up_pays_the_load"),
+    protected_modules=('labkit.serve',),
 )

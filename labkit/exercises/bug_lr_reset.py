@@ -2,7 +2,7 @@
 import torch
 from torch import nn
 
-from labkit.grading.registry import Exercise
+from labkit.grading.exercise import Exercise
 
 TASK = """
 `StepSchedule(optimizer, step_size, gamma)` is a hand-written step decay: the training loop calls `.step()`
@@ -79,4 +79,5 @@ EXERCISE = Exercise(
     name="bug_lr_reset", title="Find the bug · The schedule that forgets", task=TASK, stub=STUB,
     tests=(test_matches_torch_step_lr, test_rate_never_goes_back_up, test_first_decay_at_step_size),
     kind="bug", bug_tests=("test_matches_torch_step_lr", "test_rate_never_goes_back_up"),
+    protected_modules=('labkit.train',),
 )

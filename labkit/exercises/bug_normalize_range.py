@@ -1,7 +1,7 @@
 """Find the bug: "normalize to [-1, 1]" that lands somewhere else."""
 import torch
 
-from labkit.grading.registry import Exercise
+from labkit.grading.exercise import Exercise
 
 TASK = """
 `to_minus_one_one(images)` should rescale a batch of images (N, C, H, W) linearly so that the smallest value

@@ -6,7 +6,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from labkit.grading.registry import Exercise
+from labkit.grading.exercise import Exercise
 
 TASK = """
 A team ships its PyTorch digit classifier (input `(N, 1, 8, 8)` floats, output `(N, 10)` logits) to a
@@ -150,4 +150,5 @@ EXERCISE = Exercise(
     kind="bug", bug_tests=("test_batch_of_32_runs_in_onnx_runtime",
                            "test_load_returns_an_engine_session_with_the_threads",
                            "test_parity_gate_catches_a_stale_model"),
+    protected_modules=('labkit.export',),
 )

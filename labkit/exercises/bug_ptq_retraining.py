@@ -4,7 +4,7 @@ import copy
 import torch
 from torch import nn
 
-from labkit.grading.registry import Exercise
+from labkit.grading.exercise import Exercise
 from labkit.grading.toys import blobs, train_full_batch
 
 TASK = """
@@ -152,4 +152,5 @@ EXERCISE = Exercise(
     name="bug_ptq_retraining", title="Find the bug · Post-training quantization that trains", task=TASK,
     stub=STUB, tests=(test_weights_unchanged, test_no_backward, test_needs_no_labels, test_int8_and_close_to_fp32),
     kind="bug", bug_tests=("test_weights_unchanged", "test_no_backward", "test_needs_no_labels"),
+    protected_modules=('labkit.compress',),
 )

@@ -3,7 +3,7 @@ import torch
 from torch import nn
 from torch.optim.optimizer import register_optimizer_step_post_hook
 
-from labkit.grading.registry import Exercise
+from labkit.grading.exercise import Exercise
 
 TASK = """
 `train_sgd(model, X, y, epochs, lr, seed)` is the course's demonstration of **stochastic gradient descent**

@@ -2,7 +2,7 @@
 import torch
 from torch import nn
 
-from labkit.grading.registry import Exercise
+from labkit.grading.exercise import Exercise
 
 TASK = """
 A binary classifier (say, "is this request fraud?") was trained with `nn.BCEWithLogitsLoss`, so its output

@@ -3,7 +3,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from labkit.grading.registry import Exercise
+from labkit.grading.exercise import Exercise
 
 TASK = """
 `fit(model, train_loader, val_loader, epochs, lr)` trains a classifier with SGD and cross-entropy, and after

@@ -3,7 +3,7 @@ import torch
 from torch import nn
 import torch.nn.functional as F
 
-from labkit.grading.registry import Exercise
+from labkit.grading.exercise import Exercise
 
 TASK = """
 A large teacher network answers well but too slowly for the service. Train a small student to imitate it.
@@ -155,4 +155,5 @@ EXERCISE = Exercise(
     name="distill_student", title="Exercise · Distill a small student", task=TASK, stub=STUB,
     tests=(test_loss_matches_kl_div_and_cross_entropy, test_soft_term_scales_with_t_squared, test_unlabelled_rows,
            test_gradients_reach_only_the_student, test_distilled_student_is_closer_to_the_teacher),
+    protected_modules=('labkit.distill',),
 )

@@ -5,7 +5,7 @@ import random
 
 import torch
 
-from labkit.grading.registry import Exercise
+from labkit.grading.exercise import Exercise
 
 TASK = """
 Write the step learning-rate schedule, **without `torch.optim.lr_scheduler`**:
@@ -148,4 +148,5 @@ EXERCISE = Exercise(
     tests=(test_step_lr_matches_torch, test_step_lr_never_resets, test_step_lr_rejects_bad_step_size,
            test_step_schedule_matches_torch, test_step_schedule_never_resets_and_rejects_bad_step_size,
            test_written_by_hand),
+    protected_modules=('labkit.train',),
 )

@@ -2,7 +2,7 @@
 import numpy as np
 from sklearn import metrics as skm
 
-from labkit.grading.registry import Exercise
+from labkit.grading.exercise import Exercise
 
 TASK = """
 Write the evaluation module a model service reports with. Implement, **without scikit-learn** (NumPy is fine):
@@ -106,4 +106,5 @@ def test_no_sklearn(sub):
 EXERCISE = Exercise(
     name="metrics_module", title="Exercise · An evaluation module", task=TASK, stub=STUB,
     tests=(test_confusion_matrix, test_accuracy, test_precision, test_recall, test_f1, test_no_sklearn),
+    protected_modules=('labkit.metrics',),
 )

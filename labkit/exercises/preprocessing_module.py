@@ -1,11 +1,13 @@
-"""Exercise: image scaling, augmentation, tokenizer and vocabulary, graded against labkit.preprocess."""
+"""Exercise: image scaling, resizing and augmentation; tokenizer, vocabulary and embeddings; graded against oracles."""
 import inspect
 import random
 from collections import Counter
 
 import torch
+from torchvision.transforms.v2 import functional as TF
 
-from labkit.grading.registry import Exercise
+from labkit import preprocess as reference  # the oracle: imported before the submission, which may not import it
+from labkit.grading.exercise import Exercise
 
 TASK = """
 Write the preprocessing a model server runs before every request. Do not import `labkit`.
@@ -19,6 +21,9 @@ Images are float tensors `(N, C, H, W)`:
 - `augment(X, seed)`: with `torchvision.transforms.v2`, rotate each image by at most 10 degrees and take a
   random crop of its size after padding 2 pixels; each image gets its own random draw, the same seed gives the
   same batch, and the caller's global random state is left as it was (`torch.random.fork_rng`).
+- `resize(X, size)`: to `size x size` (an int) or `(h, w)`, bilinear with antialiasing (torchvision's int
+  means "shorter edge": not here). `center_crop(X, size)`: the central window of that size.
+  `rotate(X, degrees)`: counter-clockwise about the centre, same size, uncovered corners 0 (nearest pixel).
 
 Text:
 - `tokenize(text)`: lowercase; tokens are words (letters, digits, `_`, keeping inner apostrophes: `"isn't"`) or
@@ -28,17 +33,21 @@ Text:
 - `build_vocab(token_lists, min_freq=1)` → `dict` token → id: `"<pad>"` is 0, `"<unk>"` is 1, then every token
   seen at least `min_freq` times, most frequent first, ties in alphabetical order.
 - `encode(tokens, vocab)` → list of ids; a token not in the vocabulary gets the `<unk>` id.
+- `make_embedding(vocab, dim, seed=0)` → a trainable `nn.Embedding` of `len(vocab)` rows of `dim` numbers,
+  drawn N(0, 1) from `torch.Generator().manual_seed(seed)`; the `<pad>` row is zero and never gets a gradient
+  (`padding_idx`). Looking up ids `(B, T)` gives `(B, T, dim)`: row `ids[b, t]` of the table.
 
-Graded against `labkit.preprocess`, `torchvision` and `collections.Counter` on random cases and edge cases:
-statistics given vs the batch's own, the exact ends of `normalize_to_range`, unknown tokens, the `min_freq`
-cut, ties. Taught in notebook 01 §1 "Data and preprocessing" (images) and notebook 02 §1 "The preprocessing
-pipeline" (text).
+Graded against `labkit.preprocess`, `torchvision.transforms.v2` and `collections.Counter` on random cases and edge
+cases: statistics given vs the batch's own, the exact ends of `normalize_to_range`, sizes up and down and
+non-square, unknown tokens, the `min_freq` cut, ties, the padding row. Taught in notebook 01 §1 "Data and
+preprocessing" (images) and notebook 02 §1 "The preprocessing pipeline" (text).
 """
 
 STUB = '''
 from collections import Counter
 
 import torch
+from torch import nn
 from torchvision.transforms import v2
 
 
@@ -55,6 +64,21 @@ def normalize_to_range(X: torch.Tensor, low: float = 0.0, high: float = 1.0) -> 
 def augment(X: torch.Tensor, seed: int) -> torch.Tensor:
     """Each image rotated (<= 10 degrees) and randomly cropped after padding 2; seeded, per-image draws."""
     raise NotImplementedError("augment")
+
+
+def resize(X: torch.Tensor, size) -> torch.Tensor:
+    """To size x size (an int) or (h, w): bilinear with antialiasing."""
+    raise NotImplementedError("resize")
+
+
+def center_crop(X: torch.Tensor, size) -> torch.Tensor:
+    """The central size x size (or (h, w)) window of each image."""
+    raise NotImplementedError("center_crop")
+
+
+def rotate(X: torch.Tensor, degrees: float) -> torch.Tensor:
+    """Each image rotated counter-clockwise about its centre; same size, uncovered corners 0."""
+    raise NotImplementedError("rotate")
 
 
 def tokenize(text: str) -> list[str]:
@@ -75,6 +99,11 @@ def build_vocab(token_lists: list[list[str]], min_freq: int = 1) -> dict[str, in
 def encode(tokens: list[str], vocab: dict[str, int]) -> list[int]:
     """Ids of tokens; unknown tokens get the <unk> id."""
     raise NotImplementedError("encode")
+
+
+def make_embedding(vocab: dict[str, int], dim: int, seed: int = 0) -> nn.Embedding:
+    """A trainable N(0, 1) table of len(vocab) rows; the <pad> row is zero and gets no gradient."""
+    raise NotImplementedError("make_embedding")
 '''
 
 SENTENCES = ["Isn't it GREAT?!", "the food was not very good , but the view was superb.", "  spaces\tand\nlines  ",
@@ -102,26 +131,22 @@ def _corpus(seed: int) -> list[list[str]]:
 
 def test_standardize(sub):
     """(X - mean) / std per channel with the statistics given, not the batch's own"""
-    from labkit.preprocess import channel_stats, standardize
-
     train, val = _images(0), _images(1, scale=2.0, shift=-1.0)
-    mean, std = channel_stats(train)
+    mean, std = reference.channel_stats(train)
     for m, s in [(mean, std), (mean.tolist(), std.tolist())]:
         got = sub.standardize(val, m, s)
         assert got.shape == val.shape, f"standardize changed the shape {tuple(val.shape)} to {tuple(got.shape)}"
-        assert torch.allclose(got, standardize(val, mean, std), atol=1e-4), (
+        assert torch.allclose(got, reference.standardize(val, mean, std), atol=1e-4), (
             "standardize(X_val, train_mean, train_std) is wrong: subtract the given per-channel mean and divide by "
             "the given std (shape (C,) -> (1, C, 1, 1)); do not recompute them from X")
 
 
 def test_normalize_to_range(sub):
     """min maps to exactly low, max to exactly high; constant input gives low; low >= high raises"""
-    from labkit.preprocess import minmax_normalize
-
     for k, (low, high) in enumerate([(0.0, 1.0), (-1.0, 1.0), (0.0, 255.0), (-3.7, 12.1), (-0.5, 0.7)] * 4):
         X = _images(k)
         got = sub.normalize_to_range(X, low, high)
-        assert torch.allclose(got, minmax_normalize(X, low, high), atol=1e-5), (
+        assert torch.allclose(got, reference.minmax_normalize(X, low, high), atol=1e-5), (
             f"normalize_to_range(X, {low}, {high}) is wrong: w = (X - min) / (max - min), then low..high")
         lo, hi = torch.tensor(low, dtype=X.dtype), torch.tensor(high, dtype=X.dtype)
         assert got.min() == lo and got.max() == hi, (
@@ -169,13 +194,63 @@ def test_augment_small_and_leaves_global_rng(sub):
                                 "0.85): rotate by at most 10 degrees and pad the crop by 2, no flips")
 
 
+def test_resize(sub):
+    """int and (h, w) sizes, up and down, equal to torchvision's antialiased bilinear resize"""
+    X = _images(3, shape=(2, 3, 12, 9))
+    for size, hw in ((32, [32, 32]), (5, [5, 5]), ((7, 20), [7, 20])):
+        got, want = sub.resize(X, size), TF.resize(X, hw, antialias=True)
+        assert tuple(got.shape) == tuple(want.shape), (f"resize(X of {tuple(X.shape)}, {size}) has shape "
+                                                       f"{tuple(got.shape)}, expected {tuple(want.shape)}")
+        assert torch.allclose(got, want, atol=1e-4), f"resize(X, {size}) differs from bilinear with antialias=True"
+
+
+def test_center_crop(sub):
+    """the central window, for int and (h, w) sizes, equal to torchvision's center_crop"""
+    X = _images(4, shape=(2, 3, 12, 9))
+    for size, hw in ((4, [4, 4]), ((6, 3), [6, 3]), (9, [9, 9])):
+        got, want = sub.center_crop(X, size), TF.center_crop(X, hw)
+        assert tuple(got.shape) == tuple(want.shape) and torch.equal(got, want), (
+            f"center_crop(X of {tuple(X.shape)}, {size}) is not the central {hw[0]}x{hw[1]} window")
+
+
+def test_rotate(sub):
+    """counter-clockwise about the centre, same size, corners 0: equal to torchvision's rotate"""
+    for shape in ((2, 3, 11, 11), (1, 1, 8, 14)):
+        X = _images(5, shape=shape)
+        for degrees in (90.0, -30.0, 7.5):
+            got, want = sub.rotate(X, degrees), TF.rotate(X, degrees)
+            assert tuple(got.shape) == shape, f"rotate changed the shape {shape} to {tuple(got.shape)}"
+            assert torch.allclose(got, want, atol=1e-5), (
+                f"rotate(X, {degrees}) differs from torchvision's (counter-clockwise, nearest pixel, fill 0)")
+
+
+def test_embedding(sub):
+    """(V, dim) table, seeded N(0, 1); lookup gives the table's rows; the <pad> row is zero, gets no gradient"""
+    vocab = {"<pad>": 0, "<unk>": 1, "good": 2, "not": 3, "food": 4}
+    emb = sub.make_embedding(vocab, 6, seed=3)
+    assert isinstance(emb, torch.nn.Embedding), f"make_embedding must return an nn.Embedding, got {type(emb).__name__}"
+    assert tuple(emb.weight.shape) == (5, 6), f"table shape {tuple(emb.weight.shape)}, expected (5, 6)"
+    again = sub.make_embedding(vocab, 6, seed=3)
+    assert torch.equal(emb.weight, again.weight), "the same seed must give the same table"
+    want = torch.randn(5, 6, generator=torch.Generator().manual_seed(3))
+    assert torch.allclose(emb.weight[1:], want[1:]), "rows must be drawn N(0, 1) from a Generator seeded with seed"
+    assert emb.weight.requires_grad, "the table must be trainable"
+    ids = torch.tensor([[2, 3, 0], [4, 1, 0]])
+    out = emb(ids)
+    assert tuple(out.shape) == (2, 3, 6), f"looking up (2, 3) ids gave {tuple(out.shape)}, expected (2, 3, 6)"
+    assert torch.equal(out, emb.weight[ids]), "a lookup must return the table's rows"
+    assert not out[:, 2].any(), "the <pad> row must be zero"
+    out.sum().backward()
+    assert not emb.weight.grad[0].any() and emb.weight.grad[2].abs().sum() > 0, (
+        "the <pad> row must get no gradient (padding_idx) while the other rows do")
+
+
 def test_tokenize(sub):
     """lowercase words with inner apostrophes, single punctuation marks"""
-    from labkit.preprocess import tokenize
-
     for text in SENTENCES:
         got = sub.tokenize(text)
-        assert got == tokenize(text), f"tokenize({text!r}) = {got}, expected {tokenize(text)}"
+        want = reference.tokenize(text)
+        assert got == want, f"tokenize({text!r}) = {got}, expected {want}"
 
 
 def test_word_frequencies(sub):
@@ -190,12 +265,11 @@ def test_word_frequencies(sub):
 
 def test_build_vocab(sub):
     """<pad> 0, <unk> 1, then by frequency (ties alphabetical), dropping tokens under min_freq"""
-    from labkit.preprocess import Vocab
-
     for seed in range(5):
         for min_freq in (1, 2, 5, 1000):
             lists = _corpus(seed)
-            got, want = sub.build_vocab(lists, min_freq=min_freq), Vocab.build(lists, min_freq=min_freq).stoi
+            got = sub.build_vocab(lists, min_freq=min_freq)
+            want = reference.Vocab.build(lists, min_freq=min_freq).stoi
             if got != want:
                 by_id = [tok for tok, _ in sorted(dict(got).items(), key=lambda kv: kv[1])]
                 raise AssertionError(f"build_vocab(min_freq={min_freq}) gives tokens by id {by_id}, expected "
@@ -221,6 +295,7 @@ def test_written_by_hand(sub):
 EXERCISE = Exercise(
     name="preprocessing_module", title="Exercise · A preprocessing module", task=TASK, stub=STUB,
     tests=(test_standardize, test_normalize_to_range, test_augment_is_seeded_and_per_image,
-           test_augment_small_and_leaves_global_rng, test_tokenize, test_word_frequencies, test_build_vocab,
-           test_encode, test_written_by_hand),
+           test_augment_small_and_leaves_global_rng, test_resize, test_center_crop, test_rotate, test_tokenize,
+           test_word_frequencies, test_build_vocab, test_encode, test_embedding, test_written_by_hand),
+    protected_modules=('labkit.preprocess',),
 )

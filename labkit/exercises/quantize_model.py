@@ -6,7 +6,7 @@ import math
 import torch
 from torch import nn
 
-from labkit.grading.registry import Exercise
+from labkit.grading.exercise import Exercise
 from labkit.grading.toys import blobs, train_full_batch
 
 TASK = """
@@ -134,4 +134,5 @@ def test_original_untouched(sub):
 EXERCISE = Exercise(
     name="quantize_model", title="Exercise · Quantize a model and report the trade-off", task=TASK, stub=STUB,
     tests=(test_accuracy_kept, test_smaller_on_disk, test_reported_numbers_are_measured, test_original_untouched),
+    protected_modules=('labkit.compress',),
 )

@@ -2,7 +2,7 @@
 import torch
 from torch import nn
 
-from labkit.grading.registry import Exercise
+from labkit.grading.exercise import Exercise
 
 TRAIN_LIMIT = 2000   # training sentences the grader uses (of 6000), to fit the time limit
 MAX_LEN = 16         # the longest corpus sentence has 13 tokens
@@ -114,4 +114,5 @@ def test_reads_word_order(sub):
 EXERCISE = Exercise(
     name="rnn_classifier", title="Exercise · A recurrent sentence classifier", task=TASK, stub=STUB,
     tests=(test_output_shape, test_is_recurrent, test_beats_bag_of_words, test_reads_word_order),
+    protected_modules=('labkit.models',),
 )

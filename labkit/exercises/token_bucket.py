@@ -3,7 +3,7 @@ import asyncio
 import threading
 import time
 
-from labkit.grading.registry import Exercise
+from labkit.grading.exercise import Exercise
 
 TASK = """
 A model server must refuse a client that sends faster than its quota, **at once** and with a useful
@@ -188,4 +188,5 @@ EXERCISE = Exercise(
     tests=(test_starts_full_and_allows_a_burst, test_refills_at_rate_and_caps_at_burst,
            test_retry_after_is_exact_and_refusal_takes_nothing, test_bad_arguments_raise_value_error,
            test_racing_threads_never_get_a_permit_twice, test_threads_never_exceed_rate_times_t_plus_burst, test_asyncio_tasks_never_exceed_the_bound),
+    protected_modules=('labkit.serve',),
 )

@@ -8,7 +8,8 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from labkit.grading.registry import Exercise
+from labkit import train as reference  # the oracle: imported before the submission, which may not import it
+from labkit.grading.exercise import Exercise
 
 TASK = """
 Write the training module every later notebook leans on:
@@ -125,12 +126,10 @@ def test_make_loader(sub):
 
 def test_train_step_matches_reference(sub):
     """same loss and same weights after an epoch as labkit.train.train_one_epoch"""
-    from labkit.train import train_one_epoch
-
     mine, ref = _Spy(), _Spy()
     mine.net[2].p = ref.net[2].p = 0.0  # dropout off, so both see the same forward passes
     loss = sub.train_one_epoch(mine, _plain_loader(), torch.optim.SGD(mine.net.parameters(), lr=0.1))
-    want, _ = train_one_epoch(ref, _plain_loader(), torch.optim.SGD(ref.net.parameters(), lr=0.1))
+    want, _ = reference.train_one_epoch(ref, _plain_loader(), torch.optim.SGD(ref.net.parameters(), lr=0.1))
     for (name, p), q in zip(mine.net.named_parameters(), ref.net.parameters()):
         assert torch.allclose(p, q, atol=1e-6), (f"{name} differs after one epoch: one zero_grad, backward and "
                                                  "optimizer step per batch (gradients must not accumulate)")
@@ -165,8 +164,6 @@ def test_loss_falls_and_weights_move(sub):
 
 def test_evaluate_eval_mode_no_grad(sub):
     """evaluate runs in eval mode without gradients, changes nothing, and matches labkit.train.evaluate"""
-    from labkit.train import evaluate
-
     model = _Spy()
     model.train()
     before = copy.deepcopy(model.state_dict())
@@ -175,7 +172,7 @@ def test_evaluate_eval_mode_no_grad(sub):
                                                   "model.eval() (dropout stays on in train mode)")
     assert not any(model.grad_on), "wrap evaluation in torch.no_grad(): tracking gradients wastes memory and time"
     assert all(torch.equal(v, before[k]) for k, v in model.state_dict().items()), "evaluate must not change weights"
-    want_loss, want_acc = evaluate(model, _plain_loader())
+    want_loss, want_acc = reference.evaluate(model, _plain_loader())
     assert abs(float(loss) - want_loss) < 1e-5, f"mean loss {float(loss):.5f}, expected {want_loss:.5f} (per sample)"
     assert abs(float(acc) - want_acc) < 1e-9, f"accuracy {float(acc):.4f}, expected {want_acc:.4f}"
 
@@ -228,4 +225,5 @@ EXERCISE = Exercise(
     tests=(test_make_loader, test_train_step_matches_reference, test_train_mode_every_epoch,
            test_loss_falls_and_weights_move, test_evaluate_eval_mode_no_grad, test_checkpoint_round_trip,
            test_load_refuses_pickled_code, test_written_by_hand),
+    protected_modules=('labkit.train',),
 )

@@ -5,7 +5,7 @@ import inspect
 import torch
 from torch import nn
 
-from labkit.grading.registry import Exercise
+from labkit.grading.exercise import Exercise
 
 SHAPES_LIMIT = 1200  # shapes images the grader pretrains on (840 in the training split), one epoch: ~2 s of CPU
 MIN_FEW_SHOT_ACC = 0.30  # 3x chance; the reference reaches 0.47 (see TASK for why not "beats from scratch")
@@ -166,4 +166,5 @@ EXERCISE = Exercise(
     name="transfer_learning", title="Exercise · Transfer learning with a pooling head", task=TASK, stub=STUB,
     tests=(test_reuses_pretrained_features, test_head_pools_any_image_size, test_few_shot_accuracy,
            test_pretrained_left_untouched, test_written_by_hand),
+    protected_modules=('labkit.transfer',),
 )

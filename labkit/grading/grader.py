@@ -1,4 +1,8 @@
-"""Grade a submission in a separate process with a time and memory limit; never hang, never crash."""
+"""Grade a submission in a separate process with a time and memory limit; never hang, never crash, never trust it.
+
+Results come back on a signed channel (see channel.py and runner.py), never on the submission's stdout; a run
+that tampers scores 0 with a 'tampering detected' message, and tests that did not report score 0.
+"""
 from __future__ import annotations
 
 import json
@@ -13,6 +17,7 @@ from pathlib import Path
 
 import psutil
 
+from labkit.grading.channel import ChannelLog, new_key, read_channel
 from labkit.grading.registry import Exercise, get_exercise
 
 SOLUTION_TAG = "solution"
@@ -71,52 +76,79 @@ def extract_solution(path: Path) -> tuple[str, str | None]:
     return "\n\n".join(cells), nb.metadata.get("labkit", {}).get("exercise")
 
 
-def grade_notebook(path: Path, exercise: str | None = None) -> GradeReport:
-    """Grade the tagged cells of a student notebook against its exercise's tests."""
+def grade_notebook(path: Path, exercise: str | None = None, hidden: bool = False) -> GradeReport:
+    """Grade the tagged cells of a student notebook against its exercise's tests (and hidden tests if asked)."""
     source, named = extract_solution(path)
     name = exercise or named
     if not name:
         raise ValueError(f"{path} does not say which exercise it is; pass --exercise NAME")
-    return grade_source(get_exercise(name), source)
+    return grade_source(get_exercise(name), source, hidden=hidden)
 
 
-def grade_source(exercise: Exercise, source: str) -> GradeReport:
+def grade_source(exercise: Exercise, source: str, hidden: bool = False) -> GradeReport:
     """Run the exercise's tests on `source` in a subprocess under its time and memory limits."""
+    tests = [t.__name__ for t in (*exercise.tests, *(exercise.hidden_tests if hidden else ()))]
     with tempfile.TemporaryDirectory(prefix="labkit-grade-") as tmp:
         submission = Path(tmp) / "submission.py"
         submission.write_text(source)
-        rows, error = _run_limited(exercise, submission, Path(tmp))
+        log, error = _run_limited(exercise, submission, Path(tmp), hidden)
     report = GradeReport(exercise.name)
-    if rows and "import_error" in rows[0]:
-        error = f"your code failed before any test ran: {rows[0]['import_error']}"
-        rows = []
-    report.results = [TestResult(r["test"], r["passed"], r["message"], r["seconds"]) for r in rows]
-    done = {r.name for r in report.results}
-    report.results += [TestResult(t.__name__, False, f"not run: {error}") for t in exercise.tests
-                       if t.__name__ not in done]
+    tampering = _tampering(log, tests)
+    if tampering:
+        report.error = f"tampering detected: {tampering}"
+        report.results = [TestResult(name, False, report.error) for name in tests]
+        return report
+    rows = [r for r in log.rows if r["kind"] == "test"]
+    failed_import = [r["message"] for r in log.rows if r["kind"] == "import_error"]
+    if failed_import:
+        error = f"your code failed before any test ran: {failed_import[0]}"
+    elif error is None and not log.done:
+        error = "the grading process ended before every test reported (os._exit or sys.exit in your code?)"
+    report.results = [TestResult(r["test"], bool(r["passed"]), str(r["message"]), float(r["seconds"])) for r in rows]
+    report.results += [TestResult(name, False, f"not run: {error}") for name in tests[len(rows):]]
     report.error = error
     return report
 
 
-def _run_limited(exercise: Exercise, submission: Path, cwd: Path) -> tuple[list[dict], str | None]:
-    """Start the runner, watch wall time and resident memory, kill it past either limit."""
+def _tampering(log: ChannelLog, tests: list[str]) -> str | None:
+    """What the channel shows of tampering: a refused action, a forged row, or rows out of order."""
+    found = [str(r.get("what")) for r in log.rows if r["kind"] == "tamper"] + log.problems
+    names = [r.get("test") for r in log.rows if r["kind"] == "test"]
+    if names != tests[:len(names)]:
+        found.append("result rows that do not match the tests in order")
+    return "; ".join(dict.fromkeys(found)) or None
+
+
+def _run_limited(exercise: Exercise, submission: Path, cwd: Path, hidden: bool) -> tuple[ChannelLog, str | None]:
+    """Start the runner with a fresh key, watch wall time and memory, kill it past either; read the channel."""
     # One thread: small models train faster without thread sync, and grades do not depend on core count.
     env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1", "MPLBACKEND": "Agg", "OMP_NUM_THREADS": "1"}
-    proc = subprocess.Popen([sys.executable, "-m", "labkit.grading.runner", exercise.name, str(submission)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=cwd, env=env)
-    rows: list[dict] = []
-    stderr_tail: list[str] = []
-    readers = [threading.Thread(target=_collect_json, args=(proc.stdout, rows), daemon=True),
-               threading.Thread(target=_collect_tail, args=(proc.stderr, stderr_tail), daemon=True)]
+    key = new_key()
+    read_fd, write_fd = os.pipe()
+    argv = [sys.executable, "-m", "labkit.grading.runner", exercise.name, str(submission), str(write_fd)]
+    try:
+        proc = subprocess.Popen(argv + (["--hidden"] if hidden else []), stdin=subprocess.PIPE,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=cwd, env=env,
+                                pass_fds=(write_fd,))
+    finally:
+        os.close(write_fd)  # only the runner holds the write end: the pipe ends when it does
+    proc.stdin.write(key + b"\n")
+    proc.stdin.close()
+    channel = bytearray()
+    tail: list[str] = []
+    readers = [threading.Thread(target=_collect_bytes, args=(read_fd, channel), daemon=True),
+               threading.Thread(target=_collect_tail, args=(proc.stdout, tail), daemon=True),
+               threading.Thread(target=_collect_tail, args=(proc.stderr, tail), daemon=True)]
     for reader in readers:
         reader.start()
     error = _watch(proc, exercise.time_limit_s, exercise.memory_limit_mb)
     for reader in readers:
         reader.join(timeout=5)
+    log = read_channel(key, bytes(channel))
     if error is None and proc.returncode != 0:
-        tail = " | ".join(stderr_tail[-3:]).strip()
-        error = f"the grading process exited with code {proc.returncode}" + (f": {tail}" if tail else "")
-    return rows, error
+        text = " | ".join(tail[-3:]).strip()
+        error = f"the grading process exited with code {proc.returncode}" + (f": {text}" if text else "")
+    return log, error
 
 
 def _watch(proc: subprocess.Popen, time_limit_s: float, memory_limit_mb: int) -> str | None:
@@ -143,19 +175,19 @@ def _kill(proc: subprocess.Popen) -> None:
             child.kill()
     except psutil.Error:
         pass
-    proc.kill()
+    proc.kill()  # SIGKILL: a submission cannot catch, ignore or delay it
     proc.wait()
 
 
-def _collect_json(stream, rows: list[dict]) -> None:
-    for line in stream:
-        try:
-            rows.append(json.loads(line))
-        except json.JSONDecodeError:
-            pass  # only the runner writes to this stream; ignore anything malformed
+def _collect_bytes(fd: int, into: bytearray, limit_bytes: int = 4 * 2**20) -> None:
+    """Everything on the results pipe (a flood past the limit is cut, and then fails verification)."""
+    with os.fdopen(fd, "rb", buffering=0) as stream:
+        while chunk := stream.read(65536):
+            if len(into) < limit_bytes:
+                into += chunk
 
 
 def _collect_tail(stream, tail: list[str]) -> None:
     for line in stream:
-        tail.append(line.rstrip())
+        tail.append(line.decode(errors="replace").rstrip())
         del tail[:-20]

@@ -1,61 +1,126 @@
-"""Runs inside the grading subprocess: import the submission, run each test, print one JSON line per test.
+"""Runs inside the grading subprocess: import the submission, run each test, send one signed row per test.
 
-Not for direct use: `labkit grade` starts it with a time and memory limit. The student's own prints go to
-stderr so they cannot forge result lines.
+Not for direct use: `labkit grade` starts it with a time and memory limit, the run's key on stdin and the
+results pipe's file descriptor in argv. Order matters: read the key and close stdin, import every test and
+oracle, snapshot them, drop the protected modules from sys.modules, install the audit hook, and only then
+import the submission. Rows leave only through `send` called from `main`'s own frame (the hook checks).
 """
 from __future__ import annotations
 
 import importlib.util
 import json
+import linecache
+import os
 import sys
 import time
 import traceback
+import warnings
+
+from labkit.grading import guard
+from labkit.grading.registry import get_exercise
+
+ALWAYS_PROTECTED = ("labkit.solutions", "labkit.exercises", "labkit.hidden_tests", "labkit.grading")
+LABKIT_DIR = os.path.dirname(os.path.dirname(os.path.abspath(guard.__file__)))
 
 
-def _describe(err: BaseException, submission_path: str) -> str:
+def send(kind: str, /, **fields) -> None:
+    """Hand a row to the audit hook, which signs it and writes it on the results channel."""
+    sys.audit(guard.ROW_EVENT, json.dumps({"kind": kind, **fields}))
+
+
+def describe(err: BaseException, submission_path: str) -> str:
     """'TypeError: …' plus the line of the student's file where it happened, if any."""
-    frames = [f for f in traceback.extract_tb(err.__traceback__) if f.filename == submission_path]
+    # Look up source lines of the student's frames only: the tests' files are out of bounds once it runs.
+    summary = traceback.StackSummary.extract(traceback.walk_tb(err.__traceback__), lookup_lines=False)
+    frames = [f for f in summary if f.filename == submission_path]
     where = f" (your line {frames[-1].lineno}: {frames[-1].line})" if frames else ""
     if isinstance(err, NotImplementedError):
         return f"not implemented yet: {err}{where}"
     return f"{type(err).__name__}: {err}{where}"
 
 
-def _load(submission_path: str):
-    spec = importlib.util.spec_from_file_location("submission", submission_path)
+def protected_paths(protected_modules: tuple[str, ...]) -> tuple[str, ...]:
+    """Files and folders of the protected modules, found without importing them."""
+    paths = []
+    for name in protected_modules:
+        spec = importlib.util.find_spec(name)
+        if spec is None:
+            continue
+        paths += list(spec.submodule_search_locations or []) or [spec.origin]
+    return tuple(p for p in paths if p)
+
+
+def load(submission_path: str):
+    spec = importlib.util.spec_from_file_location(guard.SUBMISSION_MODULE, submission_path)
     module = importlib.util.module_from_spec(spec)
-    sys.modules["submission"] = module
+    sys.modules[guard.SUBMISSION_MODULE] = module
     spec.loader.exec_module(module)
     return module
 
 
-def main(exercise_name: str, submission_path: str) -> None:
-    results = sys.stdout
-    sys.stdout = sys.stderr  # the student's prints must not mix with result lines
-    from labkit.grading.registry import get_exercise
-
-    exercise = get_exercise(exercise_name)
-
-    def emit(**row) -> None:
-        results.write(json.dumps(row) + "\n")
-        results.flush()
-
+def run_test(test, module, submission_path: str) -> dict:
+    start = time.perf_counter()
     try:
-        module = _load(submission_path)
+        test(module)
+        passed, message = True, "ok"
+    except AssertionError as err:
+        passed, message = False, str(err) or "assertion failed"
+    except BaseException as err:  # the submission may raise anything, SystemExit and KeyboardInterrupt included
+        passed, message = False, describe(err, submission_path)
+    return {"test": test.__name__, "passed": passed, "message": message, "seconds": time.perf_counter() - start}
+
+
+def tampered(shots, handlers: dict) -> str | None:
+    """What changed since the snapshot, if anything: patched modules or signal handlers."""
+    patched = guard.changed(shots)
+    if patched:
+        return "monkeypatched " + ", ".join(patched)
+    if guard.signal_handlers() != handlers:
+        return "changed a signal handler"
+    return None
+
+
+def main(exercise_name: str, submission_path: str, channel_fd: int, hidden: bool) -> None:
+    key = os.read(0, 2 * 64).strip()  # the run's key: read before any student code exists, then stdin is closed
+    os.close(0)
+    os.open(os.devnull, os.O_RDONLY)  # fd 0 again, so nothing else lands on it
+    sys.stdout = sys.stderr  # student prints go to stderr; results never travel on stdout anyway
+    exercise = get_exercise(exercise_name)
+    tests = tuple(exercise.tests) + (tuple(exercise.hidden_tests) if hidden else ())
+    protected = ALWAYS_PROTECTED + tuple(exercise.protected_modules)
+    paths = (*protected_paths(protected), os.path.join(LABKIT_DIR, "hidden_tests"))
+    names = exercise.graded_names
+    # The visible tests' module stays (a test's pickle looks its classes up there; handouts show it anyway):
+    # the snapshot catches any patching of it. Everything else goes: answers, hidden tests, the grader.
+    evicted = guard.evict(protected, keep=("labkit.exercises", exercise.module))
+    shots, handlers = guard.snapshot(extra=evicted), guard.signal_handlers()
+    linecache.clearcache()
+    guard.blank_sources([*sys.modules.values(), *evicted], tuple(os.path.realpath(p) for p in paths))
+    # Printing a warning reads its source line, and warnings can point into the tests' files: the grader
+    # does not print them (a submission could otherwise make one show any line of a protected file).
+    warnings.simplefilter("ignore")
+    answers = ("labkit.solutions", *exercise.protected_modules)
+    guard.install(key, channel_fd, submission_path, protected, answers, paths, send, sys._getframe())
+    del key, exercise
+    try:
+        module = load(submission_path)
     except BaseException as err:  # SyntaxError, SystemExit, anything the student's code raised
-        emit(import_error=_describe(err, submission_path))
+        send("import_error", message=describe(err, submission_path))
         return
-    for test in exercise.tests:
-        start = time.perf_counter()
-        try:
-            test(module)
-            passed, message = True, "ok"
-        except AssertionError as err:
-            passed, message = False, str(err) or "assertion failed"
-        except BaseException as err:
-            passed, message = False, _describe(err, submission_path)
-        emit(test=test.__name__, passed=passed, message=message, seconds=time.perf_counter() - start)
+    foreign = guard.foreign_graded(module, names, submission_path)
+    what = tampered(shots, handlers) or (foreign and "graded code not written in the submission: " + ", ".join(foreign))
+    if what:
+        send("tamper", what=what)
+        return
+    for test in tests:
+        row = run_test(test, module, submission_path)
+        what = tampered(shots, handlers)
+        if what:
+            send("tamper", what=what)
+            return
+        send("test", **row)
+    send("done")
 
 
 if __name__ == "__main__":
-    main(sys.argv[1], sys.argv[2])
+    main(sys.argv[1], sys.argv[2], int(sys.argv[3]), "--hidden" in sys.argv[4:])

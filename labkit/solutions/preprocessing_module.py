@@ -2,6 +2,7 @@ import re
 from collections import Counter
 
 import torch
+from torch import nn
 from torchvision.transforms import v2
 
 
@@ -31,6 +32,25 @@ def augment(X: torch.Tensor, seed: int) -> torch.Tensor:
         return torch.stack([pipeline(img) for img in X])  # one draw per image: (N, C, H, W)
 
 
+def _hw(size) -> list[int]:
+    return [size, size] if isinstance(size, int) else list(size)  # torchvision's int means "shorter edge"
+
+
+def resize(X: torch.Tensor, size) -> torch.Tensor:
+    """To size x size (an int) or (h, w): bilinear with antialiasing."""
+    return v2.functional.resize(X, _hw(size), antialias=True)  # (N, C, h, w)
+
+
+def center_crop(X: torch.Tensor, size) -> torch.Tensor:
+    """The central size x size (or (h, w)) window of each image."""
+    return v2.functional.center_crop(X, _hw(size))
+
+
+def rotate(X: torch.Tensor, degrees: float) -> torch.Tensor:
+    """Each image rotated counter-clockwise about its centre; same size, uncovered corners 0."""
+    return v2.functional.rotate(X, degrees)  # nearest pixel, fill 0
+
+
 _TOKEN = re.compile(r"\w+(?:'\w+)*|[^\w\s]")  # a word with inner apostrophes, or one punctuation mark
 
 
@@ -57,3 +77,10 @@ def build_vocab(token_lists: list[list[str]], min_freq: int = 1) -> dict[str, in
 def encode(tokens: list[str], vocab: dict[str, int]) -> list[int]:
     """Ids of tokens; unknown tokens get the <unk> id."""
     return [vocab.get(tok, vocab["<unk>"]) for tok in tokens]
+
+
+def make_embedding(vocab: dict[str, int], dim: int, seed: int = 0) -> nn.Embedding:
+    """A trainable N(0, 1) table of len(vocab) rows; the <pad> row is zero and gets no gradient."""
+    weight = torch.randn(len(vocab), dim, generator=torch.Generator().manual_seed(seed))  # (V, dim)
+    weight[vocab["<pad>"]] = 0.0
+    return nn.Embedding.from_pretrained(weight, freeze=False, padding_idx=vocab["<pad>"])

@@ -1,0 +1,1 @@
+"""Hidden tests, one module per exercise (`TESTS = (...)`): `labkit grade --hidden` runs them; no handout holds them."""
