@@ -15,6 +15,7 @@ import sys
 import time
 import traceback
 import warnings
+from dataclasses import dataclass
 
 from labkit.grading import guard
 from labkit.grading.registry import get_exercise
@@ -80,41 +81,63 @@ def tampered(shots, handlers: dict) -> str | None:
     return None
 
 
-def main(exercise_name: str, submission_path: str, channel_fd: int, hidden: bool) -> None:
-    key = os.read(0, 2 * 64).strip()  # the run's key: read before any student code exists, then stdin is closed
+@dataclass(frozen=True)
+class Setup:
+    """What main needs once the tests are loaded and the defences are up."""
+    tests: tuple
+    graded_names: tuple[str, ...]
+    shots: list
+    handlers: dict
+
+
+def read_key() -> bytes:
+    """The run's key from stdin (one line), then stdin is closed: read before any student code exists."""
+    data = b""
+    while not data.endswith(b"\n") and (chunk := os.read(0, 256)):
+        data += chunk
     os.close(0)
     os.open(os.devnull, os.O_RDONLY)  # fd 0 again, so nothing else lands on it
+    return data.strip()
+
+
+def prepare(exercise_name: str, hidden: bool, submission_path: str, channel_fd: int, main_frame) -> Setup:
+    """Load the tests, snapshot them, drop what the submission may not reach, install the audit hook."""
+    key = read_key()
     sys.stdout = sys.stderr  # student prints go to stderr; results never travel on stdout anyway
     exercise = get_exercise(exercise_name)
     tests = tuple(exercise.tests) + (tuple(exercise.hidden_tests) if hidden else ())
     protected = ALWAYS_PROTECTED + tuple(exercise.protected_modules)
     paths = (*protected_paths(protected), os.path.join(LABKIT_DIR, "hidden_tests"))
-    names = exercise.graded_names
     # The visible tests' module stays (a test's pickle looks its classes up there; handouts show it anyway):
     # the snapshot catches any patching of it. Everything else goes: answers, hidden tests, the grader.
     evicted = guard.evict(protected, keep=("labkit.exercises", exercise.module))
-    shots, handlers = guard.snapshot(extra=evicted), guard.signal_handlers()
+    setup = Setup(tests, exercise.graded_names, guard.snapshot(extra=evicted), guard.signal_handlers())
     linecache.clearcache()
     guard.blank_sources([*sys.modules.values(), *evicted], tuple(os.path.realpath(p) for p in paths))
     # Printing a warning reads its source line, and warnings can point into the tests' files: the grader
     # does not print them (a submission could otherwise make one show any line of a protected file).
     warnings.simplefilter("ignore")
     answers = ("labkit.solutions", *exercise.protected_modules)
-    guard.install(key, channel_fd, submission_path, protected, answers, paths, send, sys._getframe())
-    del key, exercise
+    guard.install(key, channel_fd, submission_path, protected, answers, paths, send, main_frame)
+    return setup
+
+
+def main(exercise_name: str, submission_path: str, channel_fd: int, hidden: bool) -> None:
+    setup = prepare(exercise_name, hidden, submission_path, channel_fd, sys._getframe())
     try:
         module = load(submission_path)
     except BaseException as err:  # SyntaxError, SystemExit, anything the student's code raised
         send("import_error", message=describe(err, submission_path))
         return
-    foreign = guard.foreign_graded(module, names, submission_path)
-    what = tampered(shots, handlers) or (foreign and "graded code not written in the submission: " + ", ".join(foreign))
+    foreign = guard.foreign_graded(module, setup.graded_names, submission_path)
+    what = tampered(setup.shots, setup.handlers) or (
+        foreign and "graded code not written in the submission: " + ", ".join(foreign))
     if what:
         send("tamper", what=what)
         return
-    for test in tests:
+    for test in setup.tests:
         row = run_test(test, module, submission_path)
-        what = tampered(shots, handlers)
+        what = tampered(setup.shots, setup.handlers)
         if what:
             send("tamper", what=what)
             return
