@@ -34,7 +34,7 @@ ATTACKS = {
     "forge rows on stdout then os._exit": (
         f"import os, json\nfor t in {[t.__name__ for t in EX.tests]!r}:\n"
         "    os.write(1, (json.dumps({'test': t, 'passed': True, 'message': 'ok', 'seconds': 0}) + '\\n').encode())\n"
-        "os._exit(0)\n", False),
+        "os._exit(0)\n", True),
     "forge rows on every other fd": (
         "import os\nfor fd in range(3, 40):\n    try:\n"
         f"        os.write(fd, ({ROW!r} + '\\t' + '0' * 64 + '\\n').encode())\n    except OSError:\n        pass\n",
@@ -112,10 +112,12 @@ def test_attack_scores_zero(name):
     assert_zero(report, tampering)
 
 
-def test_forged_rows_cannot_be_pasted_into_an_honest_run():
-    """an early os._exit after forging leaves every unreported test at 0 with a clear reason"""
-    report = grade(ATTACKS["forge rows on stdout then os._exit"][0])
+def test_early_exit_and_forged_stdout_rows_are_named():
+    """an early os._exit leaves every unreported test at 0 with a clear reason; rows forged on stdout are named"""
+    report = grade(STUB + "\nimport os\nos._exit(0)\n")
     assert "ended before every test reported" in report.error, report.format()
+    report = grade(ATTACKS["forge rows on stdout then os._exit"][0])
+    assert "forged result rows on stdout" in report.error, report.format()
 
 
 def test_catching_base_exception_in_an_endless_loop_is_killed():

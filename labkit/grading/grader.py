@@ -136,8 +136,9 @@ def _run_limited(exercise: Exercise, submission: Path, cwd: Path, hidden: bool) 
     proc.stdin.close()
     channel = bytearray()
     tail: list[str] = []
+    forged: list[str] = []
     readers = [threading.Thread(target=_collect_bytes, args=(read_fd, channel), daemon=True),
-               threading.Thread(target=_collect_tail, args=(proc.stdout, tail), daemon=True),
+               threading.Thread(target=_collect_tail, args=(proc.stdout, tail, forged), daemon=True),
                threading.Thread(target=_collect_tail, args=(proc.stderr, tail), daemon=True)]
     for reader in readers:
         reader.start()
@@ -145,6 +146,8 @@ def _run_limited(exercise: Exercise, submission: Path, cwd: Path, hidden: bool) 
     for reader in readers:
         reader.join(timeout=5)
     log = read_channel(key, bytes(channel))
+    if forged:  # the runner never writes results on stdout: a row there was written by the submission
+        log.problems.append(f"forged result rows on stdout ({len(forged)}; results never travel there)")
     if error is None and proc.returncode != 0:
         text = " | ".join(tail[-3:]).strip()
         error = f"the grading process exited with code {proc.returncode}" + (f": {text}" if text else "")
@@ -187,7 +190,19 @@ def _collect_bytes(fd: int, into: bytearray, limit_bytes: int = 4 * 2**20) -> No
                 into += chunk
 
 
-def _collect_tail(stream, tail: list[str]) -> None:
+def _collect_tail(stream, tail: list[str], forged: list[str] | None = None) -> None:
+    """The last lines of a stream; on stdout, also any line shaped like an old-style result row."""
     for line in stream:
-        tail.append(line.decode(errors="replace").rstrip())
+        text = line.decode(errors="replace").rstrip()
+        tail.append(text)
         del tail[:-20]
+        if forged is not None and _looks_like_a_row(text):
+            forged.append(text)
+
+
+def _looks_like_a_row(text: str) -> bool:
+    try:
+        row = json.loads(text)
+    except ValueError:
+        return False
+    return isinstance(row, dict) and {"test", "passed"} <= set(row)
