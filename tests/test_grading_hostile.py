@@ -84,10 +84,13 @@ ATTACKS = {
         "import labkit.exercises.metrics_module as m\nm.test_f1 = m.test_no_sklearn = lambda sub: None\n", True),
     "replace a test's code": (
         "import labkit.exercises.metrics_module as m\nm.test_f1.__code__ = (lambda sub: None).__code__\n", True),
-    "patch the tests found in sys.modules": (
+    "patch the tests found in sys.modules (they are gone)": (
         "import sys\nfor name, mod in list(sys.modules.items()):\n"
         "    if hasattr(mod, 'test_f1') and hasattr(mod, 'test_no_sklearn'):\n"
-        "        mod.test_f1 = mod.test_no_sklearn = lambda sub: None\n", True),
+        "        mod.test_f1 = mod.test_no_sklearn = lambda sub: None\n", False),
+    "borrow the oracle through the tests module": (
+        "import labkit.exercises.metrics_module as m\nf1 = lambda t, p, k: m.skm.f1_score(t, p, average='macro')\n",
+        True),
     "walk gc for the key": ("import gc\nsecrets = [o for o in gc.get_objects() if isinstance(o, bytes)]\n", True),
     "walk frames for the key": (
         "import sys\nframe = sys._getframe()\nwhile frame.f_back:\n    frame = frame.f_back\n", True),
@@ -156,10 +159,10 @@ def test_honest_code_that_prints_tracebacks_and_warns_still_scores_full_marks():
 
 
 def test_protected_modules_are_not_loaded_when_the_submission_runs():
-    """the runner drops the answers, the hidden tests and the grader from sys.modules before the submission"""
+    """the runner drops the answers, the tests and the grader from sys.modules before importing the submission"""
     probe = STUB + ("\nimport sys\ndef confusion_matrix(t, p, k):\n"
                     "    names = [n for n in sys.modules if n.startswith(('labkit.metrics', 'labkit.solutions', "
-                    "'labkit.hidden_tests', 'labkit.grading'))]\n"
+                    "'labkit.exercises', 'labkit.hidden_tests', 'labkit.grading'))]\n"
                     "    raise AssertionError(f'loaded: {names}')\n")
     report = grade(probe)
     assert report.results[0].message == "loaded: []", report.format()

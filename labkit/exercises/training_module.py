@@ -1,6 +1,7 @@
 """Exercise: loader, train/eval loops and safe checkpoints, graded on a tiny MLP against labkit.train."""
 import copy
 import inspect
+import sys
 import tempfile
 from pathlib import Path
 
@@ -69,18 +70,23 @@ def load_checkpoint(path: str | Path, model: nn.Module, optimizer: torch.optim.O
     raise NotImplementedError("load_checkpoint")
 '''
 
-_RAN = []  # set when a malicious checkpoint's payload runs
+_FLAG = "_labkit_checkpoint_payload_ran"  # set on the sys module when a malicious checkpoint's payload runs
+_PAYLOAD = f"import sys; sys.__dict__.setdefault({_FLAG!r}, []).append(True)"
 
 
-def _payload_ran() -> None:
-    _RAN.append(True)
+def _payload_ran() -> list:
+    """The flag's list, emptied: non-empty means the payload ran since the last call."""
+    return sys.__dict__.pop(_FLAG, [])
 
 
 class _Exploit:
-    """Unpickling this calls _payload_ran: any code could run in its place."""
+    """Unpickling this runs _PAYLOAD through exec: any code could run in its place.
+
+    Its pickle names only builtins.exec, so unpickling needs no test module (the grader hides those).
+    """
 
     def __reduce__(self):
-        return _payload_ran, ()
+        return exec, (_PAYLOAD,)
 
 
 class _Spy(nn.Module):
@@ -202,7 +208,7 @@ def test_load_refuses_pickled_code(sub):
         sub.save_checkpoint(Path(tmp) / "good.pt", model, None, epoch=1)
         sub.load_checkpoint(Path(tmp) / "good.pt", _Spy(seed=1))
         torch.save({"model": model.state_dict(), "optimizer": None, "epoch": _Exploit()}, Path(tmp) / "evil.pt")
-        _RAN.clear()
+        _payload_ran()
         try:
             sub.load_checkpoint(Path(tmp) / "evil.pt", _Spy(seed=1))
             refused = False
@@ -210,7 +216,7 @@ def test_load_refuses_pickled_code(sub):
             raise
         except Exception:
             refused = True
-    assert not _RAN, "loading the checkpoint ran code hidden in it: use torch.load(..., weights_only=True)"
+    assert not _payload_ran(), "loading the checkpoint ran code hidden in it: use torch.load(..., weights_only=True)"
     assert refused, "a checkpoint holding a pickled object must be refused (weights_only=True raises)"
 
 

@@ -108,9 +108,9 @@ def prepare(exercise_name: str, hidden: bool, submission_path: str, channel_fd: 
     tests = tuple(exercise.tests) + (tuple(exercise.hidden_tests) if hidden else ())
     protected = ALWAYS_PROTECTED + tuple(exercise.protected_modules)
     paths = (*protected_paths(protected), os.path.join(LABKIT_DIR, "hidden_tests"))
-    # The visible tests' module stays (a test's pickle looks its classes up there; handouts show it anyway):
-    # the snapshot catches any patching of it. Everything else goes: answers, hidden tests, the grader.
-    evicted = guard.evict(protected, keep=("labkit.exercises", exercise.module))
+    # Out of sys.modules: the answers, the tests (they hold the oracle), the hidden tests, the grader. A new
+    # import of them is then an audit event the hook sees; the tests keep their own references.
+    evicted = guard.evict(protected)
     setup = Setup(tests, exercise.graded_names, guard.snapshot(extra=evicted), guard.signal_handlers())
     linecache.clearcache()
     guard.blank_sources([*sys.modules.values(), *evicted], tuple(os.path.realpath(p) for p in paths))
