@@ -104,6 +104,13 @@ ATTACKS = {
     "read memory with ctypes": ("import ctypes\nctypes.string_at(id(ctypes), 8)\n", True),
     "graded function borrowed from scikit-learn": (
         "from sklearn.metrics import accuracy_score as accuracy\n", True),
+    "a thread that patches the oracle between checks": (
+        "import threading, time, numpy\nreal = numpy.isclose\ndef flip():\n    while True:\n"
+        "        numpy.isclose = lambda *a, **k: True\n        time.sleep(0.001)\n        numpy.isclose = real\n"
+        "threading.Thread(target=flip, daemon=True).start()\n", True),
+    "an exception whose message raises": (
+        "class Boom(Exception):\n    def __str__(self):\n        raise RuntimeError('no message')\n"
+        "def accuracy(y_true, y_pred):\n    raise Boom()\n", False),
     "ignore SIGTERM": ("import signal\nsignal.signal(signal.SIGTERM, signal.SIG_IGN)\n", True),
 }
 

@@ -296,6 +296,21 @@ def signal_handlers() -> dict:
     return handlers
 
 
+def threads_running(owned_file: str, known: set[int]) -> list[str]:
+    """Names of threads started since `known` whose stack runs the submission's code (libraries' are fine)."""
+    frames = sys._current_frames()
+    found = []
+    for thread in threading.enumerate():
+        frame = frames.get(thread.ident)
+        if thread.ident in known or frame is None:
+            continue
+        while frame is not None and frame.f_code.co_filename != owned_file:
+            frame = frame.f_back
+        if frame is not None:
+            found.append(thread.name)
+    return found
+
+
 def foreign_graded(module: types.ModuleType, names: tuple[str, ...], owned_file: str) -> list[str]:
     """Graded functions and classes the submission did not write itself (imported or aliased from elsewhere)."""
     import inspect

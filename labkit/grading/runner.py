@@ -12,6 +12,7 @@ import json
 import linecache
 import os
 import sys
+import threading
 import time
 import traceback
 import warnings
@@ -35,9 +36,18 @@ def describe(err: BaseException, submission_path: str) -> str:
     summary = traceback.StackSummary.extract(traceback.walk_tb(err.__traceback__), lookup_lines=False)
     frames = [f for f in summary if f.filename == submission_path]
     where = f" (your line {frames[-1].lineno}: {frames[-1].line})" if frames else ""
+    text = _text(err)
     if isinstance(err, NotImplementedError):
-        return f"not implemented yet: {err}{where}"
-    return f"{type(err).__name__}: {err}{where}"
+        return f"not implemented yet: {text}{where}"
+    return f"{type(err).__name__}: {text}{where}"
+
+
+def _text(err: BaseException) -> str:
+    """str(err), which runs the submission's __str__ for its own exceptions: it may raise."""
+    try:
+        return str(err)
+    except BaseException:
+        return "(an exception whose message could not be shown)"
 
 
 def protected_paths(protected_modules: tuple[str, ...]) -> tuple[str, ...]:
@@ -65,19 +75,22 @@ def run_test(test, module, submission_path: str) -> dict:
         test(module)
         passed, message = True, "ok"
     except AssertionError as err:
-        passed, message = False, str(err) or "assertion failed"
+        passed, message = False, _text(err) or "assertion failed"
     except BaseException as err:  # the submission may raise anything, SystemExit and KeyboardInterrupt included
         passed, message = False, describe(err, submission_path)
     return {"test": test.__name__, "passed": passed, "message": message, "seconds": time.perf_counter() - start}
 
 
-def tampered(shots, handlers: dict) -> str | None:
-    """What changed since the snapshot, if anything: patched modules or signal handlers."""
+def tampered(shots, handlers: dict, threads: set[int], submission_path: str) -> str | None:
+    """What changed since the snapshot, if anything: patched modules, signal handlers, threads left running."""
     patched = guard.changed(shots)
     if patched:
         return "monkeypatched " + ", ".join(patched)
     if guard.signal_handlers() != handlers:
         return "changed a signal handler"
+    left = guard.threads_running(submission_path, known=threads)
+    if left:  # its code running between the grader's checks could patch and restore unseen
+        return f"left {len(left)} thread(s) running its code after a test ({', '.join(left[:3])})"
     return None
 
 
@@ -88,6 +101,7 @@ class Setup:
     graded_names: tuple[str, ...]
     shots: list
     handlers: dict
+    threads: set[int]  # idents of the threads alive before the submission
 
 
 def read_key() -> bytes:
@@ -111,7 +125,8 @@ def prepare(exercise_name: str, hidden: bool, submission_path: str, channel_fd: 
     # Out of sys.modules: the answers, the tests (they hold the oracle), the hidden tests, the grader. A new
     # import of them is then an audit event the hook sees; the tests keep their own references.
     evicted = guard.evict(protected)
-    setup = Setup(tests, exercise.graded_names, guard.snapshot(extra=evicted), guard.signal_handlers())
+    setup = Setup(tests, exercise.graded_names, guard.snapshot(extra=evicted), guard.signal_handlers(),
+                  {t.ident for t in threading.enumerate()})
     linecache.clearcache()
     guard.blank_sources([*sys.modules.values(), *evicted], tuple(os.path.realpath(p) for p in paths))
     # Printing a warning reads its source line, and warnings can point into the tests' files: the grader
@@ -130,14 +145,14 @@ def main(exercise_name: str, submission_path: str, channel_fd: int, hidden: bool
         send("import_error", message=describe(err, submission_path))
         return
     foreign = guard.foreign_graded(module, setup.graded_names, submission_path)
-    what = tampered(setup.shots, setup.handlers) or (
+    what = tampered(setup.shots, setup.handlers, setup.threads, submission_path) or (
         foreign and "graded code not written in the submission: " + ", ".join(foreign))
     if what:
         send("tamper", what=what)
         return
     for test in setup.tests:
         row = run_test(test, module, submission_path)
-        what = tampered(setup.shots, setup.handlers)
+        what = tampered(setup.shots, setup.handlers, setup.threads, submission_path)
         if what:
             send("tamper", what=what)
             return
