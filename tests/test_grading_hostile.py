@@ -104,6 +104,16 @@ ATTACKS = {
     "read memory with ctypes": ("import ctypes\nctypes.string_at(id(ctypes), 8)\n", True),
     "graded function borrowed from scikit-learn": (
         "from sklearn.metrics import accuracy_score as accuracy\n", True),
+    # scored 5/6 against the snapshot alone: the fake puts numpy back before the grader looks; the expected
+    # values computed before the import and the comparisons bound at import (metrics_module.prepare) stop it
+    "patch the comparisons and put them back before the grader looks": (
+        "import numpy\nREAL = numpy.isclose, numpy.array_equal\n"
+        "def fake(*a, **k):\n    numpy.isclose, numpy.array_equal = REAL\n    return True\n"
+        "def patch():\n    numpy.isclose = numpy.array_equal = fake\n"
+        "def confusion_matrix(t, p, k):\n    patch()\n    return numpy.zeros((k, k), dtype=int)\n"
+        "def accuracy(t, p):\n    patch()\n    return 0.0\n"
+        "def precision(t, p, k):\n    patch()\n    return 0.0\n"
+        "recall = f1 = precision\n", False),
     "a thread that patches the oracle between checks": (
         "import threading, time, numpy\nreal = numpy.isclose\ndef flip():\n    while True:\n"
         "        numpy.isclose = lambda *a, **k: True\n        time.sleep(0.001)\n        numpy.isclose = real\n"

@@ -32,6 +32,9 @@ class Exercise:
     # The course's own worked implementation of what is graded (e.g. "labkit.metrics"): a submission may not
     # import it, and the tests must not import it lazily (they import it at module level, before the submission).
     protected_modules: tuple[str, ...] = field(default=())
+    # Called by the grader before it imports the submission: compute expected values from the oracle then,
+    # while nothing can patch it (see metrics_module).
+    prepare: Callable[[], None] | None = None
 
     @property
     def module(self) -> str:

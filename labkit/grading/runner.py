@@ -120,6 +120,8 @@ def prepare(exercise_name: str, hidden: bool, submission_path: str, channel_fd: 
     sys.stdout = sys.stderr  # student prints go to stderr; results never travel on stdout anyway
     exercise = get_exercise(exercise_name)
     tests = tuple(exercise.tests) + (tuple(exercise.hidden_tests) if hidden else ())
+    if exercise.prepare is not None:
+        exercise.prepare()  # expected values, computed while nothing can patch the oracle
     protected = ALWAYS_PROTECTED + tuple(exercise.protected_modules)
     paths = (*protected_paths(protected), os.path.join(LABKIT_DIR, "hidden_tests"))
     # Out of sys.modules: the answers, the tests (they hold the oracle), the hidden tests, the grader. A new
