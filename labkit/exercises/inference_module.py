@@ -23,8 +23,9 @@ A model server needs one small class between HTTP and the model. Write `TextClas
 
 The grader saves a small GRU classifier with random weights, builds a vocabulary, and compares your outputs
 with its own reference, calls `predict` several times (the weights file must be read only once), and checks
-shapes, dtypes and that rows sum to 1. Worked example: `labkit/serve/inference.py` (`load_model`,
-`TextPreprocessor`, `predict_probs`); taught in 09_async_serving.
+shapes, dtypes and that rows sum to 1. Worked example: `labkit/serve/lifecycle.py` (`load_model`),
+`labkit/serve/preprocessing.py` (`TextPreprocessor`) and `labkit/serve/engines.py` (`predict_probs`); taught in
+09_async_serving.
 """
 
 STUB = '''

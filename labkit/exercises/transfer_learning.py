@@ -59,7 +59,7 @@ def _pretrained():
     from labkit.models import SmallCNN
 
     if "state" not in _cache:
-        from labkit.data import load_shapes_split
+        from labkit.data import load_shapes_split, minibatches
 
         # 2 threads on a busy 2-core machine ran these small batches ~10x slower than 1 thread (measured)
         torch.set_num_threads(1)
@@ -67,8 +67,8 @@ def _pretrained():
         torch.manual_seed(0)
         cnn = SmallCNN(in_channels=3, num_classes=12, image_size=32)
         optimizer = torch.optim.Adam(cnn.parameters(), lr=3e-3)
-        for idx in torch.randperm(len(shapes.y_train)).split(32):
-            loss = nn.functional.cross_entropy(cnn(shapes.X_train[idx]), shapes.y_train[idx])
+        for xb, yb in minibatches(shapes.X_train, shapes.y_train, batch_size=32, shuffle=True):
+            loss = nn.functional.cross_entropy(cnn(xb), yb)
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()

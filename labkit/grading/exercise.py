@@ -12,10 +12,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-PACKAGE_DIR = Path(__file__).resolve().parent.parent
+from labkit.paths import EXERCISE_DIR as STUDENT_DIR, PACKAGE_DIR
+
 SOLUTIONS_DIR = PACKAGE_DIR / "solutions"
 HIDDEN_PACKAGE = "labkit.hidden_tests"
-STUDENT_DIR = PACKAGE_DIR.parent / "notebooks" / "exercises"
 
 
 @dataclass(frozen=True)
