@@ -73,15 +73,20 @@ def _run(coro, timeout_s: float = 10.0):
     return asyncio.run(guarded())
 
 
-def test_each_caller_gets_its_own_result(sub):
-    """50 concurrent submits get 2*x each, in fewer than 50 calls of fn"""
+def _submit_all(sub, n: int, max_batch_size: int, max_wait_s: float) -> tuple[list, Recorder]:
+    """n concurrent submits of 0..n-1 to a fresh batcher, closed afterwards: (results, the recorded fn)."""
     async def main():
         fn = Recorder()
-        b = sub.MicroBatcher(fn, max_batch_size=16, max_wait_s=0.01)
-        results = await asyncio.gather(*(b.submit(i) for i in range(50)))
+        b = sub.MicroBatcher(fn, max_batch_size=max_batch_size, max_wait_s=max_wait_s)
+        results = await asyncio.gather(*(b.submit(i) for i in range(n)))
         await b.close()
         return results, fn
-    results, fn = _run(main())
+    return _run(main())
+
+
+def test_each_caller_gets_its_own_result(sub):
+    """50 concurrent submits get 2*x each, in fewer than 50 calls of fn"""
+    results, fn = _submit_all(sub, 50, max_batch_size=16, max_wait_s=0.01)
     assert results == [2 * i for i in range(50)], f"callers got other callers' results: {results[:10]}..."
     assert len(fn.batches) < 50, "fn was called once per item: nothing was batched"
     assert sorted(x for batch in fn.batches for x in batch) == list(range(50)), "every item exactly once"
@@ -89,13 +94,8 @@ def test_each_caller_gets_its_own_result(sub):
 
 def test_batches_never_exceed_max_size(sub):
     """with max_batch_size=4 and 30 concurrent callers, every batch has at most 4 items"""
-    async def main():
-        fn = Recorder()
-        b = sub.MicroBatcher(fn, max_batch_size=4, max_wait_s=0.05)
-        await asyncio.gather(*(b.submit(i) for i in range(30)))
-        await b.close()
-        return fn
-    sizes = [len(batch) for batch in _run(main()).batches]
+    _, fn = _submit_all(sub, 30, max_batch_size=4, max_wait_s=0.05)
+    sizes = [len(batch) for batch in fn.batches]
     assert max(sizes) <= 4, f"batch sizes {sizes}: the largest exceeds max_batch_size=4"
 
 
