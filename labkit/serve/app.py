@@ -144,23 +144,72 @@ class Service:
 JSON_HEADERS = [(b"content-type", b"application/json")]
 
 
-def _headers(scope: dict) -> tuple[bytes | None, bytes | None]:
-    """(Content-Length, X-Request-Id) from the raw ASGI headers, in one pass."""
-    length = rid = None
+def _headers(scope: dict) -> tuple[bytes | None, bytes | None, bytes | None]:
+    """(Content-Length, X-Request-Id, Upgrade) from the raw ASGI headers, in one pass."""
+    length = rid = upgrade = None
     for name, value in scope["headers"]:
         if name == b"content-length":
             length = value
         elif name == b"x-request-id":
             rid = value
-    return length, rid
+        elif name == b"upgrade":
+            upgrade = value
+    return length, rid, upgrade
+
+
+def _refusal(rid: bytes | None, upgrade: bytes | None) -> HTTPError | None:
+    """A 400 for a request refused on its headers alone, before admission and before its body is read."""
+    if upgrade is not None:
+        # `curl --http2` on http:// asks to switch to HTTP/2 (Upgrade: h2c). uvicorn's httptools parser then
+        # stops at the headers and the body never reaches the app: it read as empty, a 400 malformed_json that
+        # blamed a valid body. This server speaks HTTP/1.1 only, so it says so; the connection is closed after
+        # the answer (the parser no longer reads that stream).
+        name = upgrade.decode("latin-1")
+        return HTTPError(400, "unsupported_upgrade", f"Upgrade: {name} is not supported; this server speaks "
+                         "HTTP/1.1 only (curl: use --http1.1, not --http2, on http://)")
+    if rid is not None:
+        try:
+            rid.decode()
+        except UnicodeDecodeError as err:
+            # Refused rather than replaced: a client that sends an id wants to find its answer by it, and a
+            # silently generated one would break that without telling anyone. The answer carries a fresh id.
+            return HTTPError(400, "bad_request_id", f"header X-Request-Id must be UTF-8 text; byte "
+                             f"{rid[err.start:err.start + 1]!r} at position {err.start} is not")
+    return None
+
+
+def _outcome(err: HTTPError) -> str:
+    """The outcome an error answer is counted under."""
+    if err.code == "disconnected":
+        return "disconnected"
+    return {400: "bad_input", 413: "too_large"}.get(err.status, err.code if err.code in OUTCOMES else "error")
+
+
+def _client_gone(receive) -> bool:
+    """Whether the client has gone (http.disconnect) without waiting: receive() is stepped once by hand.
+
+    After the whole body has been read, receive() answers at once only when the connection is gone; otherwise
+    it would wait (until the response is sent), and the step is abandoned (close()). No task and no loop
+    iteration, unlike racing a receive() task. A dropped answer is then counted as 'disconnected', not 'ok':
+    uvicorn silently drops what the app sends on a disconnected connection. An answer that needed no await
+    (--no-model, a cache hit) can be checked before uvicorn has run connection_lost, and still counts 'ok'."""
+    waiting = receive()
+    try:
+        waiting.send(None)
+    except StopIteration as done:
+        return isinstance(done.value, dict) and done.value.get("type") == "http.disconnect"
+    except Exception:  # noqa: BLE001 - a receive() that cannot be stepped: assume the client is there
+        return False
+    waiting.close()
+    return False
 
 
 def _error_body(err: HTTPError) -> tuple[int, bytes, list]:
     headers = []
     if err.retry_after_s is not None:
         headers.append((b"retry-after", str(max(1, math.ceil(err.retry_after_s))).encode()))  # whole seconds
-    if err.status == 413:
-        headers.append((b"connection", b"close"))  # the rest of the oversized body is not read
+    if err.status == 413 or err.code == "unsupported_upgrade":
+        headers.append((b"connection", b"close"))  # the rest of the body, or of the stream, is not read
     return err.status, json.dumps(error_answer(err)).encode(), headers
 
 
@@ -202,11 +251,16 @@ class Predict:
     async def __call__(self, scope: dict, receive, send) -> None:
         start, service = time.perf_counter(), self.service
         m, config = service.metrics, service.config
-        declared, rid = _headers(scope)
-        rid = rid or service.next_id().encode()
+        declared, rid, upgrade = _headers(scope)
+        refusal = _refusal(rid, upgrade)
+        if not rid or (refusal is not None and refusal.code == "bad_request_id"):  # never echo a bad id
+            rid = service.next_id().encode()
         if service.status != "ok":
             m.outcome[service.status if service.status in OUTCOMES else "loading"].inc()
             return await _send_error(send, HTTPError(503, service.status, f"server is {service.status}", 1), rid)
+        if refusal is not None:
+            m.outcome["bad_input"].inc()
+            return await _send_error(send, refusal, rid)
         if service.in_flight >= config.queue_limit:  # answered at once, before reading or parsing anything
             m.outcome["queue_full"].inc()
             err = HTTPError(429, "queue_full", f"{service.in_flight} requests in flight; queue limit "
@@ -217,18 +271,20 @@ class Predict:
         try:
             raw = await _read_body(receive, declared, config.max_body_bytes)
             probs, rows, cached = await service.infer(*parse_body(raw, config.max_items))
-            m.outcome["ok"].inc()
             status, body, extra = 200, json.dumps(answer(rid.decode(), probs, rows, cached)).encode(), None
+            outcome = "ok"  # counted once, after the answer is built: a failure above is an error only
         except HTTPError as err:
-            m.outcome.get({400: "bad_input", 413: "too_large"}.get(err.status, err.code), m.outcome["error"]).inc()
-            status, body, extra = _error_body(err)
+            outcome, (status, body, extra) = _outcome(err), _error_body(err)
         except Exception as err:  # a failed forward: this request's batch only; the server keeps serving
-            m.outcome["error"].inc()
+            outcome = "error"
             status, body, extra = _error_body(HTTPError(500, "forward_failed", f"{type(err).__name__}: {err}"))
         finally:
             service.in_flight -= 1
             m.in_flight.dec()
             m.latency.observe(time.perf_counter() - start)
+        if outcome != "disconnected" and _client_gone(receive):
+            outcome = "disconnected"  # e.g. bytes after the body: uvicorn answered 400 itself and closed
+        m.outcome[outcome].inc()
         await _send(send, status, body, rid, extra)
 
 
