@@ -14,7 +14,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
-from labkit.data import minibatches
+from labkit.data import Split, make_loader, minibatches
 from labkit.metrics import accuracy
 
 
@@ -273,14 +273,12 @@ def summarize(history: list[dict]) -> dict:
                 seconds=sum(h["seconds"] for h in history))
 
 
-def fit_split(model: nn.Module, split: "labkit.data.Split", config: TrainConfig, batch_size: int = 64,
+def fit_split(model: nn.Module, split: Split, config: TrainConfig, batch_size: int = 64,
               val_batch_size: int = 512) -> list[dict]:
     """`fit` on a data.Split: its training part shuffled (seeded with config.seed), its validation part for val.
 
     Taught in 03_regularization_and_optimization, 04_transfer_learning and 06_model_compression.
     """
-    from labkit.data import make_loader  # here, not at the top: labkit.data stays free of training code
-
     train_loader = make_loader(split.X_train, split.y_train, batch_size, shuffle=True, seed=config.seed)
     val_loader = make_loader(split.X_val, split.y_val, val_batch_size)
     return fit(model, train_loader, val_loader, config)
