@@ -325,3 +325,22 @@ def test_gc_freeze_and_gc_pause_metric():
     frozen, _ = serve(ServeConfig(gc_freeze=False), test)
     assert frozen == 0
     assert ServeConfig(gc_freeze=False).to_args() == ["--no-gc-freeze"]
+
+
+def echo_routes(service):
+    """An extension for the test below: GET /echo answers the service's model name."""
+    from starlette.responses import PlainTextResponse
+    from starlette.routing import Route
+    return [Route("/echo", lambda request: PlainTextResponse(service.config.model))]
+
+
+def test_extensions_add_routes_and_bad_names_are_clear():
+    from starlette.testclient import TestClient
+    from labkit.serve.app import create_app
+    from labkit.serve.config import ServeConfig
+    app = create_app(ServeConfig(no_model=True, extensions=f"{__name__}:echo_routes"))
+    with TestClient(app) as client:
+        assert client.get("/echo").text == "text"
+    with pytest.raises(ValueError, match="package.module:function"):
+        create_app(ServeConfig(no_model=True, extensions="no_colon_here"))
+    assert ServeConfig(extensions="a:b").to_args() == ["--extensions", "a:b"]

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import importlib
 import itertools
 import json
 import logging
@@ -302,6 +303,17 @@ class ServeApp(Starlette):
         await super().__call__(scope, receive, send)
 
 
+def extension_routes(spec: str, service: Service) -> list[Route]:
+    """The routes of each "module:function" in a comma-separated spec; the function takes the Service."""
+    routes: list[Route] = []
+    for name in filter(None, (part.strip() for part in spec.split(","))):
+        module, _, function = name.partition(":")
+        if not module or not function:
+            raise ValueError(f"extension {name!r} must look like 'package.module:function'")
+        routes += getattr(importlib.import_module(module), function)(service)
+    return routes
+
+
 def _json(status: int, payload: dict, request_id: str) -> Response:
     return Response(json.dumps(payload), status, {"X-Request-Id": request_id}, media_type="application/json")
 
@@ -345,8 +357,8 @@ def create_app(config: ServeConfig, loader: Callable | None = None,
                               "code": code}, request.headers.get("x-request-id") or service.next_id())
 
     predict = Predict(service)
-    app = ServeApp(predict, routes=[Route("/predict", predict, methods=["POST"]), Route("/health", health),
-                                    Route("/metrics", metrics)],
+    routes = [Route("/predict", predict, methods=["POST"]), Route("/health", health), Route("/metrics", metrics)]
+    app = ServeApp(predict, routes=routes + extension_routes(config.extensions, service),
                    exception_handlers={404: not_found, 405: not_found}, lifespan=lifespan)
     app.state.service = service
     app.state.loading = loading

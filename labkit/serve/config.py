@@ -33,6 +33,7 @@ class ServeConfig:
     no_model: bool = False           # fixed answer, no model: measures the HTTP bound
     slow_ms: float = 0.0             # extra sleep per forward (a deliberately slow replica)
     checkpoint: str | None = None    # weights to load; None = train once, then reuse the cached weights
+    extensions: str = ""             # extra endpoints: comma-separated "module:function", each (Service) -> [Route]
 
     def __post_init__(self) -> None:
         if self.model not in MODELS:
@@ -87,6 +88,8 @@ HELP = {
     "max_items": "inputs per request", "max_body_bytes": "request body limit (413 beyond)",
     "slow_ms": "extra sleep per forward (a deliberately slow replica)",
     "gc_freeze": "after start-up, gc.freeze() its objects so full collections stay short",
+    "extensions": "extra endpoints, comma-separated module:function names, each taking the Service and "
+                  "returning Starlette routes (e.g. labkit.serve.explaining:routes)",
 }
 
 
