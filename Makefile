@@ -12,6 +12,12 @@ $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e .
+	@# Prometheus + promtool (Debian's prometheus package) for notebook 12's live part; best effort outside CI.
+	@command -v prometheus >/dev/null && command -v promtool >/dev/null || \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq prometheus) >/dev/null 2>&1 \
+	      || echo "prometheus could not be installed: notebook 12 will skip its live part"; \
+	  else echo "prometheus is not installed (as root: apt-get install prometheus): notebook 12 will skip its live part"; fi
 	touch $(STAMP)
 
 # JupyterLab on notebooks/ (labkit/lab.py holds the command line; it adds --allow-root only as root).
