@@ -1,0 +1,175 @@
+"""Serving-config search: each trial starts a real `labkit serve` and measures goodput under a p99 SLO.
+
+The objective is goodput (answers within the SLO per second) at the highest offered rate of a ladder that
+still met the SLO; the constraint is p99 <= SLO, given to Optuna as constraints_func so infeasible trials
+rank below every feasible one. Trials run in rounds: `parallel` configs are asked for at once, their
+servers start together (start-up is mostly imports), and are measured one after another. The same code
+runs a grid of equal budget (GridSampler), and `verify` re-measures the winner against the default on
+fresh servers, so the number reported is not the one the search selected on (winner's curse).
+Taught in 11_dynamic_tuning.
+"""
+from __future__ import annotations
+
+import itertools
+import math
+from dataclasses import dataclass
+
+from labkit.serve.benchmark import running
+from labkit.serve.config import ServeConfig
+from labkit.serve.loadgen import run_closed_loop, run_open_loop
+from labkit.serve.slo import goodput_at_slo, meets_slo
+
+# Every lever a trial may switch, as the choices Optuna picks from (suggest_categorical).
+SPACE: dict[str, tuple] = {
+    "max_batch": (4, 8, 16, 32, 64),
+    "max_wait_ms": (0.0, 1.0, 2.0, 4.0, 8.0),
+    "engine": ("torch", "onnx"),
+    "workers": ("inline", "thread", "process"),
+    "threads": (1, 2),
+    "num_workers": (1, 2),
+    "queue_limit": (32, 128, 256),
+}
+
+
+@dataclass(frozen=True)
+class Probe:
+    """How one config is measured: an open-loop ladder of offered rates (req/s), stopping at the first miss."""
+    slo_ms: float = 25.0                 # p99 objective of ok answers, client side
+    rates_rps: tuple[float, ...] = (200.0, 400.0, 800.0)
+    duration_s: float = 1.5              # seconds of load per rung
+    timeout_s: float = 0.5               # a request slower than this is a timeout (bounds an overloaded rung)
+    max_failed: float = 0.01             # rejected + errors + timeouts allowed within the SLO
+    warmup_s: float = 0.3                # closed-loop burst before measuring (lazy initialisation)
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if not self.rates_rps or not self.slo_ms > 0 or not self.duration_s > 0:
+            raise ValueError(f"need rates, slo_ms > 0, duration_s > 0; got {self}")
+
+
+def config_from(params: dict, base: ServeConfig) -> ServeConfig:
+    """base with the searched fields replaced (unknown names raise)."""
+    return base.replace(**params)
+
+
+def suggest_config(trial, space: dict[str, tuple], base: ServeConfig) -> ServeConfig:
+    """Optuna picks one choice per lever (define-by-run); single-choice levers are still recorded."""
+    return config_from({name: trial.suggest_categorical(name, list(choices)) for name, choices in space.items()},
+                       base)
+
+
+def measure(url: str, bodies: list[bytes], probe: Probe) -> dict:
+    """Climb the rate ladder until a rung misses the SLO: goodput and p99 at the highest rung that met it
+    (or at the first rung, when none did), and how many rungs were run."""
+    if probe.warmup_s > 0:
+        run_closed_loop(url, bodies, users=8, duration_s=probe.warmup_s, timeout_s=5.0)
+    best, first = None, None
+    for k, rate in enumerate(sorted(probe.rates_rps)):
+        s = run_open_loop(url, bodies, rate, duration_s=probe.duration_s, timeout_s=probe.timeout_s,
+                          seed=probe.seed + k).summary(probe.slo_ms)
+        first = first or s
+        if not meets_slo(s, probe.slo_ms, probe.max_failed):
+            break
+        best = s
+    s = best or first
+    p99 = s["p99_ms"] if not math.isnan(s["p99_ms"]) else 1e6  # nothing answered: infinitely late
+    return {"goodput_rps": s["goodput_rps"], "p99_ms": p99, "rate_rps": s["offered_rps"],
+            "feasible": best is not None, "rungs": k + 1, "failed_fraction": s["failed_fraction"]}
+
+
+def p99_constraint(slo_ms: float):
+    """constraints_func for Optuna: p99 - SLO (<= 0 is feasible), read from the trial's user attributes."""
+    def constraint(frozen_trial) -> tuple[float]:
+        return (frozen_trial.user_attrs.get("p99_ms", 1e6) - slo_ms,)
+    return constraint
+
+
+def run_search(study, n_trials: int, bodies: list[bytes], probe: Probe, space: dict[str, tuple],
+               base: ServeConfig, parallel: int = 4) -> object:
+    """Ask-and-tell in rounds of `parallel`: start those servers together, measure each, tell Optuna."""
+    done = 0
+    while done < n_trials:
+        trials = [study.ask() for _ in range(min(parallel, n_trials - done))]
+        configs = [suggest_config(t, space, base) for t in trials]
+        with running(*configs) as servers:
+            for trial, server in zip(trials, servers):
+                result = measure(server.url + "/predict", bodies, probe)
+                for key, value in result.items():
+                    trial.set_user_attr(key, value)
+                study.tell(trial, result["goodput_rps"])
+        done += len(trials)
+    return study
+
+
+def tpe_study(probe: Probe, seed: int = 0, startup_trials: int = 4):
+    """A study maximising goodput with a TPE sampler that knows the p99 constraint."""
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    sampler = optuna.samplers.TPESampler(seed=seed, n_startup_trials=startup_trials,
+                                         constraints_func=p99_constraint(probe.slo_ms), constant_liar=True)
+    return optuna.create_study(direction="maximize", sampler=sampler, study_name="serving-tpe")
+
+
+def grid_space(axes: dict[str, tuple], base: ServeConfig) -> dict[str, tuple]:
+    """The full SPACE with every lever not on a grid axis pinned to base's value."""
+    return {name: axes.get(name, (getattr(base, name),)) for name in SPACE}
+
+
+def grid_study(axes: dict[str, tuple], base: ServeConfig, seed: int = 0):
+    """A study whose GridSampler walks the product of `axes` (every other lever at base's value)."""
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    sampler = optuna.samplers.GridSampler({k: list(v) for k, v in grid_space(axes, base).items()}, seed=seed)
+    return optuna.create_study(direction="maximize", sampler=sampler, study_name="serving-grid")
+
+
+def grid_size(axes: dict[str, tuple]) -> int:
+    """Points in the grid: the product of the axes' lengths."""
+    return math.prod(len(v) for v in axes.values())
+
+
+def trials_table(study):
+    """One row per trial: its levers, goodput, p99, feasibility, rate reached (pandas DataFrame)."""
+    import pandas as pd
+
+    rows = [{"trial": t.number, **t.params, **t.user_attrs} for t in study.trials if t.value is not None]
+    return pd.DataFrame(rows).set_index("trial")
+
+
+def best_config(study, base: ServeConfig) -> tuple[ServeConfig | None, dict]:
+    """The feasible trial with the highest goodput: (its config, its row); (None, {}) if none was feasible."""
+    feasible = [t for t in study.trials if t.value is not None and t.user_attrs.get("feasible")]
+    if not feasible:
+        return None, {}
+    best = max(feasible, key=lambda t: t.value)
+    return config_from(best.params, base), {"trial": best.number, **best.params, **best.user_attrs}
+
+
+@dataclass(frozen=True)
+class Verification:
+    """goodput_at_slo's ladder for a fresh re-measurement of finalists (more rungs, bisection)."""
+    rates_rps: tuple[float, ...] = (100.0, 200.0, 300.0, 450.0, 600.0, 800.0, 1000.0)
+    duration_s: float = 1.5
+    refine: int = 1
+    repeats: int = 1                     # whole ladders per config, interleaved between configs
+
+
+def verify(configs: dict[str, ServeConfig], bodies: list[bytes], probe: Probe, check: Verification) -> object:
+    """Fresh servers for each config; goodput at the SLO (labkit.serve.slo.goodput_at_slo), configs taking
+    turns `repeats` times so drift on a shared machine hits each alike. A DataFrame, one row per ladder."""
+    import pandas as pd
+
+    rows = []
+    with running(*configs.values()) as servers:
+        for repeat, (name, server) in itertools.product(range(check.repeats), zip(configs, servers)):
+            url = server.url + "/predict"
+            run_closed_loop(url, bodies, users=8, duration_s=probe.warmup_s or 0.3, timeout_s=5.0)
+            found = goodput_at_slo(url, bodies, probe.slo_ms, check.rates_rps, duration_s=check.duration_s,
+                                   refine=check.refine, max_failed=probe.max_failed, timeout_s=probe.timeout_s)
+            passed = found.table[found.table["meets_slo"]]
+            p99 = float(passed.loc[passed["offered_rps"].idxmax(), "p99_ms"]) if len(passed) else float("nan")
+            rows.append({"config": name, "repeat": repeat, "goodput_rps": found.goodput_rps,
+                         "rate_rps": found.rate_rps, "p99_ms_at_rate": p99, "rungs": len(found.table)})
+    return pd.DataFrame(rows)
