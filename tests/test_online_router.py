@@ -180,3 +180,16 @@ def test_bad_update_inverts_every_answer_and_fine_tune_leaves_the_original():
     updated = fine_tune(model, X, torch.randint(0, 2, (32,)))
     assert all(torch.equal(a, b) for a, b in zip(before, model.parameters()))
     assert any(not torch.equal(a, b) for a, b in zip(before, updated.parameters()))
+
+
+def test_labelled_bodies_and_scraped_counts(replicas):
+    from labkit.online.router import labelled_bodies, scrape_answers
+
+    bodies = labelled_bodies(["a", "b", "c", "d", "e"], [1, 0, 1, 0, 1], items=2)
+    assert [json.loads(b) for b in bodies] == [{"inputs": ["a", "b"], "labels": [1, 0]},
+                                                {"inputs": ["c", "d"], "labels": [1, 0]}]
+    _, urls = replicas
+    with serve_router(urls, "v1") as r:
+        for body in bodies:
+            _post(r.url, json.loads(body))
+        assert scrape_answers(r.url) == {("v1", "primary"): 2.0}

@@ -279,6 +279,29 @@ def split_labels(body: bytes) -> tuple[bytes, list | None]:
     return json.dumps(payload).encode(), labels if isinstance(labels, list) else None
 
 
+def labelled_bodies(inputs: list, labels: list[int], items: int = 1) -> list[bytes]:
+    """/predict bodies of `items` inputs each that also carry their "labels" (feedback the router scores)."""
+    return [json.dumps({"inputs": inputs[i:i + items], "labels": [int(y) for y in labels[i:i + items]]}).encode()
+            for i in range(0, len(inputs) - items + 1, items)]
+
+
+def scrape_answers(url: str) -> dict[tuple[str, str], float]:
+    """{(version, role): answers} summed over statuses, read from the router's GET /metrics."""
+    import urllib.request
+
+    from prometheus_client.parser import text_string_to_metric_families
+
+    with urllib.request.urlopen(url.rstrip("/") + "/metrics", timeout=10) as resp:
+        text = resp.read().decode()
+    out: dict[tuple[str, str], float] = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == "labkit_router_answers_total":
+                key = (sample.labels["version"], sample.labels["role"])
+                out[key] = out.get(key, 0.0) + sample.value
+    return out
+
+
 def count_correct(predicted: object, labels: list) -> int:
     """How many predicted labels equal the given labels, position by position."""
     if not isinstance(predicted, list):

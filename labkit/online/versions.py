@@ -15,7 +15,10 @@ import torch
 from torch import nn
 
 from labkit.data import load_negation_corpus, minibatches
+from labkit.serve.config import ServeConfig
 from labkit.serve.lifecycle import load_model
+from labkit.serve.process import ServerProcess
+from labkit.serve.replicas import start_servers
 from labkit.train import model_accuracy, save_checkpoint
 
 
@@ -60,3 +63,9 @@ def make_text_versions(directory: str | Path, update_rows: int = 128,
         path = save_checkpoint(directory / f"text-{name}.pt", model)
         out[name] = {"path": str(path), "test_accuracy": model_accuracy(model, X_test, corpus.y_test[:test_rows])}
     return out
+
+
+def start_versions(checkpoints: dict[str, str], config: ServeConfig = ServeConfig()) -> dict[str, ServerProcess]:
+    """One `labkit serve --checkpoint PATH` replica per version, started together; {name: server}."""
+    servers = start_servers([config.replace(checkpoint=str(path)) for path in checkpoints.values()])
+    return dict(zip(checkpoints, servers))
