@@ -46,7 +46,8 @@ def test_health_predict_and_metrics(server):
                  "the music was great but the ending was not very good"]
         r = client.post("/predict", json={"inputs": texts})
         metrics = client.get("/metrics").text
-    assert health.status_code == 200 and health.json() == {"status": "ok", "model": "text", "pid": server.pid}
+    assert health.status_code == 200
+    assert health.json() == {"status": "ok", "model": "text", "pid": server.pid, "in_flight": 0, "admission_limit": 256}
     body = r.json()
     assert r.status_code == 200 and body["labels"] == [1, 0, 1, 0]  # the trained GRU reads word order
     assert r.headers["x-request-id"] == body["request_id"] and body["batch_size"] == 4

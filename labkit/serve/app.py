@@ -12,7 +12,6 @@ import importlib
 import itertools
 import json
 import logging
-import math
 import os
 import time
 from contextlib import asynccontextmanager
@@ -25,14 +24,17 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from labkit.serve.adaptive import GradientConfig, GradientLimit
 from labkit.serve.batcher import DeadlineExceeded, DynamicBatcher
 from labkit.serve.cache import LRUCache, input_key
 from labkit.serve.config import ServeConfig
 from labkit.serve.engines import fixed_probs
 from labkit.serve.lifecycle import load_model, num_classes
 from labkit.serve.preprocessing import make_preprocessor
-from labkit.serve.protocol import HTTPError, answer, error_answer, parse_body, preprocess_inputs
+from labkit.serve.protocol import HTTPError, answer, parse_body, preprocess_inputs
 from labkit.serve.telemetry import OUTCOMES, Metrics
+from labkit.serve.wire import (client_gone, error_body, header_refusal, outcome_of, read_body, request_headers,
+                               send_answer, send_error)
 from labkit.serve.workers import make_worker
 
 log = logging.getLogger("labkit.serve")
@@ -51,6 +53,19 @@ class Service:
         self.classes = num_classes(config.model)
         self.froze_gc = False
         self._ids, self._id_prefix = itertools.count(), f"{os.getpid():x}-"
+        floor = min(config.queue_limit, config.max_batch * config.num_workers)  # batches must still be able to fill
+        self.limiter = GradientLimit(GradientConfig(initial_limit=config.queue_limit, min_limit=floor,
+                                                    max_limit=config.queue_limit)) if config.adaptive_limit else None
+        self.gate = None                  # the transport's Gate when served by `labkit serve` (labkit.serve.transport)
+        self.slow_reads: set = set()      # timeouts of bodies still arriving (a drain ends them at once)
+
+    def admission_limit(self) -> int:
+        """How many requests may be in flight now: the queue limit, or the adaptive limit below it."""
+        return self.limiter.limit if self.limiter is not None else self.config.queue_limit
+
+    def can_admit(self) -> bool:
+        active = self.gate.active if self.gate is not None else self.in_flight
+        return active < self.admission_limit()
 
     def next_id(self) -> str:
         return self._id_prefix + str(next(self._ids))
@@ -86,6 +101,16 @@ class Service:
 
     def _example(self) -> object:
         return "the food was good" if self.config.model == "text" else np.zeros((3, 32, 32)).tolist()
+
+    def drain(self) -> None:
+        """Stop admitting: held requests are read (and answered 503), bodies still arriving are cut short."""
+        if self.status == "ok":
+            self.status = "draining"
+        if self.gate is not None:
+            self.gate.close()
+        now = asyncio.get_running_loop().time()
+        for timeout in list(self.slow_reads):
+            timeout.reschedule(now)
 
     async def stop(self) -> None:
         """Answer what is queued, then release the workers."""
@@ -141,108 +166,6 @@ class Service:
                             retry_after_s=self.batcher.estimated_wait_s()) from err
 
 
-# ---------------------------------------------------------------------- HTTP layer
-JSON_HEADERS = [(b"content-type", b"application/json")]
-
-
-def _headers(scope: dict) -> tuple[bytes | None, bytes | None, bytes | None]:
-    """(Content-Length, X-Request-Id, Upgrade) from the raw ASGI headers, in one pass."""
-    length = rid = upgrade = None
-    for name, value in scope["headers"]:
-        if name == b"content-length":
-            length = value
-        elif name == b"x-request-id":
-            rid = value
-        elif name == b"upgrade":
-            upgrade = value
-    return length, rid, upgrade
-
-
-def _refusal(rid: bytes | None, upgrade: bytes | None) -> HTTPError | None:
-    """A 400 for a request refused on its headers alone, before admission and before its body is read."""
-    if upgrade is not None:
-        # `curl --http2` on http:// asks to switch to HTTP/2 (Upgrade: h2c). uvicorn's httptools parser then
-        # stops at the headers and the body never reaches the app: it read as empty, a 400 malformed_json that
-        # blamed a valid body. This server speaks HTTP/1.1 only, so it says so; the connection is closed after
-        # the answer (the parser no longer reads that stream).
-        name = upgrade.decode("latin-1")
-        return HTTPError(400, "unsupported_upgrade", f"Upgrade: {name} is not supported; this server speaks "
-                         "HTTP/1.1 only (curl: use --http1.1, not --http2, on http://)")
-    if rid is not None:
-        try:
-            rid.decode()
-        except UnicodeDecodeError as err:
-            # Refused rather than replaced: a client that sends an id wants to find its answer by it, and a
-            # silently generated one would break that without telling anyone. The answer carries a fresh id.
-            return HTTPError(400, "bad_request_id", f"header X-Request-Id must be UTF-8 text; byte "
-                             f"{rid[err.start:err.start + 1]!r} at position {err.start} is not")
-    return None
-
-
-def _outcome(err: HTTPError) -> str:
-    """The outcome an error answer is counted under."""
-    if err.code == "disconnected":
-        return "disconnected"
-    return {400: "bad_input", 413: "too_large"}.get(err.status, err.code if err.code in OUTCOMES else "error")
-
-
-def _client_gone(receive) -> bool:
-    """Whether the client has gone (http.disconnect) without waiting: receive() is stepped once by hand.
-
-    After the whole body has been read, receive() answers at once only when the connection is gone; otherwise
-    it would wait (until the response is sent), and the step is abandoned (close()). No task and no loop
-    iteration, unlike racing a receive() task. A dropped answer is then counted as 'disconnected', not 'ok':
-    uvicorn silently drops what the app sends on a disconnected connection. An answer that needed no await
-    (--no-model, a cache hit) can be checked before uvicorn has run connection_lost, and still counts 'ok'."""
-    waiting = receive()
-    try:
-        waiting.send(None)
-    except StopIteration as done:
-        return isinstance(done.value, dict) and done.value.get("type") == "http.disconnect"
-    except Exception:  # noqa: BLE001 - a receive() that cannot be stepped: assume the client is there
-        return False
-    waiting.close()
-    return False
-
-
-def _error_body(err: HTTPError) -> tuple[int, bytes, list]:
-    headers = []
-    if err.retry_after_s is not None:
-        headers.append((b"retry-after", str(max(1, math.ceil(err.retry_after_s))).encode()))  # whole seconds
-    if err.status == 413 or err.code == "unsupported_upgrade":
-        headers.append((b"connection", b"close"))  # the rest of the body, or of the stream, is not read
-    return err.status, json.dumps(error_answer(err)).encode(), headers
-
-
-async def _send(send, status: int, body: bytes, rid: bytes, extra: list | None = None) -> None:
-    headers = [*JSON_HEADERS, (b"content-length", str(len(body)).encode()), (b"x-request-id", rid)]
-    await send({"type": "http.response.start", "status": status, "headers": headers + (extra or [])})
-    await send({"type": "http.response.body", "body": body})
-
-
-async def _send_error(send, err: HTTPError, rid: bytes) -> None:
-    status, body, extra = _error_body(err)
-    await _send(send, status, body, rid, extra)
-
-
-async def _read_body(receive, declared: bytes | None, limit: int) -> bytes:
-    """The body, or HTTPError 413 when Content-Length or the bytes actually sent exceed the limit."""
-    if declared is not None and (not declared.isdigit() or int(declared) > limit):
-        raise HTTPError(413, "too_large", f"Content-Length {declared.decode(errors='replace')} exceeds the "
-                        f"{limit}-byte limit")
-    chunks, size, more = [], 0, True
-    while more:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            raise HTTPError(400, "disconnected", "client disconnected before sending the whole body")
-        chunk, more = message.get("body", b""), message.get("more_body", False)
-        size += len(chunk)
-        if size > limit:
-            raise HTTPError(413, "too_large", f"body exceeds the {limit}-byte limit")
-        chunks.append(chunk)
-    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
-
-
 class Predict:
     """POST /predict as a bare ASGI endpoint: no Request/Response objects on the hot path."""
 
@@ -252,41 +175,46 @@ class Predict:
     async def __call__(self, scope: dict, receive, send) -> None:
         start, service = time.perf_counter(), self.service
         m, config = service.metrics, service.config
-        declared, rid, upgrade = _headers(scope)
-        refusal = _refusal(rid, upgrade)
+        declared, rid, upgrade = request_headers(scope)
+        refusal = header_refusal(rid, upgrade)
         if not rid or (refusal is not None and refusal.code == "bad_request_id"):  # never echo a bad id
             rid = service.next_id().encode()
         if service.status != "ok":
             m.outcome[service.status if service.status in OUTCOMES else "loading"].inc()
-            return await _send_error(send, HTTPError(503, service.status, f"server is {service.status}", 1), rid)
+            return await send_error(send, HTTPError(503, service.status, f"server is {service.status}", 1), rid)
         if refusal is not None:
             m.outcome["bad_input"].inc()
-            return await _send_error(send, refusal, rid)
-        if service.in_flight >= config.queue_limit:  # answered at once, before reading or parsing anything
+            return await send_error(send, refusal, rid)
+        if service.gate is None and not service.can_admit():  # (served by uvicorn, the transport's Gate decides)
             m.outcome["queue_full"].inc()
-            err = HTTPError(429, "queue_full", f"{service.in_flight} requests in flight; queue limit "
-                            f"{config.queue_limit}", retry_after_s=1)
-            return await _send_error(send, err, rid)
-        service.in_flight += 1
-        m.in_flight.inc()
+            err = HTTPError(429, "queue_full", f"{service.in_flight} requests in flight; admission limit "
+                            f"{service.admission_limit()}", retry_after_s=1)
+            return await send_error(send, err, rid)
+        admitted = False
         try:
-            raw = await _read_body(receive, declared, config.max_body_bytes)
+            raw = await read_body(receive, declared, config.max_body_bytes, config.body_timeout_s, service)
+            service.in_flight += 1  # counted once the body is complete: a stalled body holds no slot
+            m.in_flight.inc()
+            admitted, admitted_s = True, time.perf_counter()
             probs, rows, cached = await service.infer(*parse_body(raw, config.max_items))
             status, body, extra = 200, json.dumps(answer(rid.decode(), probs, rows, cached)).encode(), None
             outcome = "ok"  # counted once, after the answer is built: a failure above is an error only
+            if service.limiter is not None:
+                service.limiter.observe(time.perf_counter() - admitted_s, service.in_flight)
         except HTTPError as err:
-            outcome, (status, body, extra) = _outcome(err), _error_body(err)
+            outcome, (status, body, extra) = outcome_of(err), error_body(err)
         except Exception as err:  # a failed forward: this request's batch only; the server keeps serving
             outcome = "error"
-            status, body, extra = _error_body(HTTPError(500, "forward_failed", f"{type(err).__name__}: {err}"))
+            status, body, extra = error_body(HTTPError(500, "forward_failed", f"{type(err).__name__}: {err}"))
         finally:
-            service.in_flight -= 1
-            m.in_flight.dec()
+            if admitted:
+                service.in_flight -= 1
+                m.in_flight.dec()
             m.latency.observe(time.perf_counter() - start)
-        if outcome != "disconnected" and _client_gone(receive):
+        if outcome != "disconnected" and client_gone(receive):
             outcome = "disconnected"  # e.g. bytes after the body: uvicorn answered 400 itself and closed
         m.outcome[outcome].inc()
-        await _send(send, status, body, rid, extra)
+        await send_answer(send, status, body, rid, extra)
 
 
 class ServeApp(Starlette):
@@ -342,8 +270,10 @@ def create_app(config: ServeConfig, loader: Callable | None = None,
 
     async def health(request: Request) -> Response:
         rid = request.headers.get("x-request-id") or service.next_id()
-        body = {"status": service.status, "model": config.model, "pid": os.getpid()}
-        return _json(200 if service.status == "ok" else 503, body, rid)
+        status = "saturated" if service.status == "ok" and not service.can_admit() else service.status
+        body = {"status": status, "model": config.model, "pid": os.getpid(), "in_flight": service.in_flight,
+                "admission_limit": service.admission_limit()}
+        return _json(200 if status == "ok" else 503, body, rid)
 
     async def metrics(request: Request) -> Response:
         rid = request.headers.get("x-request-id") or service.next_id()

@@ -5,7 +5,10 @@ Taught in 09_async_serving.
 from __future__ import annotations
 
 import argparse
+import asyncio
+import contextlib
 import logging
+import signal
 
 from labkit.serve.config import ServeConfig, add_config_arguments
 from labkit.serve.process import exit_with_parent
@@ -36,6 +39,7 @@ def serve(config: ServeConfig, host: str = "127.0.0.1", port: int = 8000, log_le
     import uvicorn
 
     from labkit.serve.app import create_app
+    from labkit.serve.transport import Gate, GateConfig, gated_protocol
 
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(name)s %(levelname)s %(message)s")
     failures: list[BaseException] = []
@@ -49,17 +53,31 @@ def serve(config: ServeConfig, host: str = "127.0.0.1", port: int = 8000, log_le
     service = app.state.service
 
     class DrainingServer(uvicorn.Server):
-        """Marks the service draining (503 on /health and /predict) the moment a stop signal arrives."""
+        """Drains the service (503 on /health and /predict, held requests answered) the moment a stop signal
+        arrives, and exits 0 after a clean drain (uvicorn re-raises the signal: exit status 143)."""
 
         def handle_exit(self, sig, frame) -> None:
-            if service.status == "ok":
-                service.status = "draining"
+            loop = asyncio.get_event_loop()
+            loop.call_soon_threadsafe(service.drain)
             super().handle_exit(sig, frame)
 
+        @contextlib.contextmanager
+        def capture_signals(self):
+            previous = {sig: signal.signal(sig, self.handle_exit) for sig in (signal.SIGINT, signal.SIGTERM)}
+            try:
+                yield
+            finally:
+                for sig, handler in previous.items():
+                    signal.signal(sig, handler)
+
     exit_with_parent()
-    uconfig = uvicorn.Config(app, host=host, port=port, loop="uvloop", http="httptools", lifespan="on",
-                             access_log=False, log_level=log_level, workers=1, timeout_graceful_shutdown=30,
-                             backlog=4096)
+    gate = Gate(service.admission_limit, service.metrics.outcome["queue_full"].inc, service.next_id,
+                GateConfig(max_hold_ms=config.max_hold_ms, header_timeout_s=config.header_timeout_s,
+                           max_header_bytes=config.max_header_bytes))
+    service.gate = gate
+    uconfig = uvicorn.Config(app, host=host, port=port, loop="uvloop", http=gated_protocol(gate), lifespan="on",
+                             access_log=False, log_level=log_level, workers=1, backlog=4096,
+                             timeout_graceful_shutdown=config.body_timeout_s + 5)
     holder.append(DrainingServer(uconfig))
     holder[0].run()
     return 1 if failures else 0

@@ -27,6 +27,11 @@ class ServeConfig:
     threads: int = 1                 # intra-op threads per worker
     num_workers: int = 1             # forwards that may run at once (threads or processes in the pool)
     queue_limit: int = 256           # admitted-but-unanswered requests; beyond it -> 429 + Retry-After
+    adaptive_limit: bool = True      # admit fewer when latency says requests queue (labkit.serve.adaptive)
+    max_hold_ms: float = 5.0         # saturated: a new request waits unread this long, then 429 (0: refuse at once)
+    body_timeout_s: float = 10.0     # a body not complete within this -> 408 (slow clients hold no slot meanwhile)
+    header_timeout_s: float = 10.0   # request line + headers not complete within this -> 408, connection closed
+    max_header_bytes: int = 65_536   # request line + headers beyond this -> 431, connection closed
     max_items: int = 64              # inputs per request
     max_body_bytes: int = 1_000_000  # request body limit (-> 413)
     gc_freeze: bool = True           # after start-up, hide its objects from the garbage collector (short GC pauses)
@@ -42,12 +47,16 @@ class ServeConfig:
             raise ValueError(f"engine must be one of {ENGINES}; got {self.engine!r}")
         if self.workers not in WORKER_MODES:
             raise ValueError(f"workers must be one of {WORKER_MODES}; got {self.workers!r}")
-        for name in ("max_batch", "cache_size", "threads", "num_workers", "queue_limit", "max_items",
+        for name in ("max_batch", "cache_size", "threads", "num_workers", "queue_limit", "max_items", "max_header_bytes",
                      "max_body_bytes"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ValueError(f"{name} must be an integer >= 1; got {value!r}")
-        for name in ("max_wait_ms", "slow_ms"):
+        for name in ("body_timeout_s", "header_timeout_s"):
+            value = getattr(self, name)
+            if not isinstance(value, (int, float)) or not 0 < value < float("inf"):
+                raise ValueError(f"{name} must be a finite number > 0; got {value!r}")
+        for name in ("max_wait_ms", "slow_ms", "max_hold_ms"):
             value = getattr(self, name)
             if not isinstance(value, (int, float)) or not 0 <= value < float("inf"):
                 raise ValueError(f"{name} must be a finite number >= 0; got {value!r}")
@@ -85,6 +94,11 @@ HELP = {
     "engine": "what runs the forward: eager PyTorch, or the exported graph on ONNX Runtime (releases the GIL)",
     "num_workers": "forwards that may run at once (threads or processes)",
     "queue_limit": "admitted-but-unanswered requests; beyond it 429 + Retry-After",
+    "adaptive_limit": "learn a lower admission limit from latency (gradient limit; never above --queue-limit)",
+    "max_hold_ms": "while saturated, a new request waits unread this long before its 429 (0: refuse at once)",
+    "body_timeout_s": "seconds a request body may take to arrive (408 after)",
+    "header_timeout_s": "seconds the request line and headers may take to arrive (408 and close after)",
+    "max_header_bytes": "request line + headers limit (431 and close beyond)",
     "max_items": "inputs per request", "max_body_bytes": "request body limit (413 beyond)",
     "slow_ms": "extra sleep per forward (a deliberately slow replica)",
     "gc_freeze": "after start-up, gc.freeze() its objects so full collections stay short",

@@ -114,7 +114,10 @@ class FastClient:
 
     def _reuse(self) -> _Connection | None:
         while self._idle:
-            conn = self._idle.pop()  # most recently used first: it is the least likely to have timed out
+            # Least recently used first: each connection rests as long as possible between requests, so a server
+            # that holds a connection re-sending at once after a 429 (a retry loop) does not mistake this
+            # open-loop client for one. An idle connection the server closed meanwhile is retried (below).
+            conn = self._idle.popleft()
             if not conn.closed:
                 return conn
             self._open.discard(conn)

@@ -12,7 +12,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.parser import text_string_to_metric_families
 
 OUTCOMES = ("ok", "bad_input", "too_large", "queue_full", "deadline", "draining", "loading", "error",
-            "disconnected")  # disconnected: the client left before its answer could be sent
+            "disconnected", "timeout")  # disconnected: the client left before its answer could be sent; timeout: 408
 LATENCY_BUCKETS_S = (.0005, .001, .002, .005, .01, .02, .05, .1, .2, .5, 1.0, 2.0, 5.0)
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
 
