@@ -112,3 +112,42 @@ def test_json_logs_carry_request_id():
     assert lines[0]["request_id"] == "abc-1" and "outcome" not in lines[1]
     assert logs.slowest(lines, 1)[0]["request_id"] == "abc-1"
     assert json.loads(stream.getvalue().splitlines()[0])["level"] == "INFO"
+
+
+def test_grafana_dashboard_queries_name_real_series():
+    import re
+
+    from labkit.monitor.grafana import dashboard_queries
+    from labkit.serve.telemetry import Metrics
+
+    exposed = {s.name for fam in Metrics().registry.collect() for s in fam.samples}
+    recorded = {r["record"] for r in rules.recording_rules()}
+    queries = dashboard_queries()
+    assert len(queries) >= 8 and all("$__" not in q for _, q in queries)
+    for title, q in queries:
+        names = set(re.findall(r"\b(labkit_[a-z_]+|job:[a-z0-9_:]+)", q))
+        assert names <= exposed | recorded, f"{title}: {names - exposed - recorded} is not exported or recorded"
+
+
+def test_fault_routes_set_every_field():
+    import asyncio
+
+    from starlette.testclient import TestClient
+    from starlette.applications import Starlette
+
+    from labkit.monitor import faults
+
+    class FakeService:
+        async def infer(self, inputs, deadline_ms):
+            return inputs
+
+    service = FakeService()
+    client = TestClient(Starlette(routes=faults.routes(service)))
+    assert client.post("/fault", json={"skew": 1, "delay_ms": 1}).json() == {"error_rate": 0.0, "delay_ms": 1.0,
+                                                                             "skew": 1.0}
+    assert asyncio.run(service.infer(["it was not good"], None)) == ["it was good"]
+    client.post("/fault", json={"error_rate": 1})
+    with pytest.raises(faults.InjectedFault):
+        asyncio.run(service.infer(["x"], None))
+    assert client.post("/fault", json={"error_rate": 2}).status_code == 400
+    assert client.post("/fault", json={}).json() == {"error_rate": 0.0, "delay_ms": 0.0, "skew": 0.0}

@@ -71,7 +71,8 @@ def routes(service) -> list[Route]:
             new = Fault(**{k: float(body.get(k, 0.0)) for k in asdict(fault)})
             if not 0 <= new.error_rate <= 1 or new.delay_ms < 0:
                 return JSONResponse({"error": "need 0 <= error_rate <= 1 and delay_ms >= 0"}, 400)
-            fault.error_rate, fault.delay_ms = new.error_rate, new.delay_ms
+            for name, value in asdict(new).items():
+                setattr(fault, name, value)
         return JSONResponse(asdict(fault))
 
     return [Route("/fault", endpoint, methods=["GET", "POST"])]

@@ -76,3 +76,19 @@ class FaultLog:
         for start, end, _ in self.windows:
             y[(t >= start) & (t < end + lag_s)] = 1
         return y
+
+
+def plot_series(times_s: Sequence[float], X: np.ndarray, names: Sequence[str], fault_windows, ax_row=None):
+    """One panel per metric over time, the fault windows shaded (times relative to the first sample)."""
+    import matplotlib.pyplot as plt
+
+    t0 = times_s[0]
+    axes = ax_row if ax_row is not None else plt.subplots(1, len(names), figsize=(4 * len(names), 2.6))[1]
+    for j, (ax, name) in enumerate(zip(axes, names)):
+        ax.plot(np.asarray(times_s) - t0, X[:, j], lw=1.2)
+        for start, end, kind in fault_windows:
+            ax.axvspan(start - t0, end - t0, color="tab:red" if kind == "errors" else "tab:orange", alpha=0.2)
+        ax.set_title(name, fontsize=9)
+        ax.set_xlabel("s")
+    plt.tight_layout()
+    return axes

@@ -125,7 +125,7 @@ class PrometheusProcess(ServerProcess):
     def query_range(self, promql: str, start: float, end: float, step_s: float = SCRAPE_INTERVAL_S
                     ) -> dict[str, list[tuple[float, float]]]:
         """A range query as {label set: [(unix time s, value), ...]}."""
-        data = self.api("query_range", query=promql, start=f"{start:.3f}", end=f"{end:.3f}", step=f"{step_s}s")
+        data = self.api("query_range", query=promql, start=f"{start:.3f}", end=f"{end:.3f}", step=f"{step_s:g}")
         return {_key(r["metric"]): [(float(t), float(v)) for t, v in r["values"]] for r in data["result"]}
 
     def alerts(self) -> dict[str, str]:
