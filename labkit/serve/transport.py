@@ -117,7 +117,7 @@ class GatedProtocol(HttpToolsProtocol):
         super().__init__(*args, **kwargs)
         self._stash: bytes | None = None  # bytes read before the connection was held
         self._refuse = self._in_headers = self._counted = False
-        self._header_bytes = 0
+        self._header_bytes = self._header_size = 0  # bytes read while in headers; sizes of complete headers
         self._header_timer = None
         self._refused_at = -1e9  # when this connection last got a 429 from the gate
 
@@ -162,14 +162,23 @@ class GatedProtocol(HttpToolsProtocol):
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
-        self._in_headers, self._header_bytes = True, 0
+        self._in_headers, self._header_bytes, self._header_size = True, 0, 0
         self._header_timer = self.loop.call_later(self.gate.config.header_timeout_s, self._header_timeout)
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        super().on_header(name, value)
+        self._header_size += len(name) + len(value) + 4
 
     def on_headers_complete(self) -> None:
         self._in_headers = False
         if self._header_timer is not None:
             self._header_timer.cancel()
             self._header_timer = None
+        if self._header_size + len(self.url) > self.gate.config.max_header_bytes:  # all arrived in one read
+            self.cycle = _Finished()
+            self._close_with(431, "Request Header Fields Too Large",
+                             f"request line and headers exceed {self.gate.config.max_header_bytes} bytes")
+            return
         refuse, self._refuse = self._refuse, False
         if refuse and self.url.split(b"?", 1)[0] == b"/predict" and self.parser.get_method() == b"POST":
             self.cycle = _Finished()  # the body that follows is skipped by uvicorn's on_body / on_message_complete
