@@ -35,6 +35,11 @@ class Exercise:
     # Called by the grader before it imports the submission: compute expected values from the oracle then,
     # while nothing can patch it (see metrics_module).
     prepare: Callable[[], None] | None = None
+    # > 1: the grader starts this many runners at once, each under its own limits and audit hook, with
+    # LABKIT_RANK, LABKIT_WORLD_SIZE, MASTER_ADDR and MASTER_PORT set; a test passes only if it passes on every
+    # rank. Added for ddp_training: its tests need two real processes, and the hook rightly refuses a
+    # submission's (or a test's) process start, so the ranks are started from outside, by the grader.
+    world_size: int = 1
 
     @property
     def module(self) -> str:

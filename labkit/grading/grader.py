@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 import tempfile
@@ -91,7 +92,13 @@ def grade_source(exercise: Exercise, source: str, hidden: bool = False) -> Grade
     with tempfile.TemporaryDirectory(prefix="labkit-grade-") as tmp:
         submission = Path(tmp) / "submission.py"
         submission.write_text(source)
-        log, error = _run_limited(exercise, submission, Path(tmp), hidden)
+        runs = _run_ranks(exercise, submission, Path(tmp), hidden)
+    reports = [_report(exercise, tests, log, error) for log, error in runs]
+    return reports[0] if len(reports) == 1 else _merge(reports)
+
+
+def _report(exercise: Exercise, tests: list[str], log: ChannelLog, error: str | None) -> GradeReport:
+    """One runner's report: every test listed, those that did not report scored 0."""
     report = GradeReport(exercise.name)
     tampering = _tampering(log, tests)
     if tampering:
@@ -110,6 +117,45 @@ def grade_source(exercise: Exercise, source: str, hidden: bool = False) -> Grade
     return report
 
 
+def _merge(reports: list[GradeReport]) -> GradeReport:
+    """One report for a multi-rank run: a test passes only if it passed on every rank; the first failure is named."""
+    merged = GradeReport(reports[0].exercise)
+    errors = [(rank, r.error) for rank, r in enumerate(reports) if r.error]
+    errors.sort(key=lambda item: not item[1].startswith("tampering detected"))  # tampering first, as it voids all
+    if errors:
+        rank, error = errors[0]
+        merged.error = error.replace("tampering detected", f"tampering detected (rank {rank})", 1) if \
+            error.startswith("tampering detected") else f"rank {rank}: {error}"
+    for rows in zip(*(r.results for r in reports)):
+        failed = [(rank, row) for rank, row in enumerate(rows) if not row.passed]
+        message = "ok" if not failed else (failed[0][1].message if failed[0][1].message.startswith("tampering")
+                                           else f"rank {failed[0][0]}: {failed[0][1].message}")
+        merged.results.append(TestResult(rows[0].name, not failed, message, max(row.seconds for row in rows)))
+    return merged
+
+
+def _run_ranks(exercise: Exercise, submission: Path, cwd: Path, hidden: bool) -> list[tuple[ChannelLog, str | None]]:
+    """One runner, or `exercise.world_size` runners at once that meet at a free loopback port (one per rank)."""
+    if exercise.world_size == 1:
+        return [_run_limited(exercise, submission, cwd, hidden)]
+    with socket.socket() as sock:  # the OS picks a free port; the ranks' process group listens on it
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    runs: list = [None] * exercise.world_size
+
+    def run(rank: int) -> None:
+        env = {"LABKIT_RANK": str(rank), "LABKIT_WORLD_SIZE": str(exercise.world_size),
+               "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port)}
+        runs[rank] = _run_limited(exercise, submission, cwd, hidden, env)
+
+    threads = [threading.Thread(target=run, args=(rank,)) for rank in range(exercise.world_size)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return runs
+
+
 def _tampering(log: ChannelLog, tests: list[str]) -> str | None:
     """What the channel shows of tampering: a refused action, a forged row, or rows out of order."""
     found = [str(r.get("what")) for r in log.rows if r["kind"] == "tamper"] + log.problems
@@ -119,10 +165,12 @@ def _tampering(log: ChannelLog, tests: list[str]) -> str | None:
     return "; ".join(dict.fromkeys(found)) or None
 
 
-def _run_limited(exercise: Exercise, submission: Path, cwd: Path, hidden: bool) -> tuple[ChannelLog, str | None]:
+def _run_limited(exercise: Exercise, submission: Path, cwd: Path, hidden: bool,
+                 extra_env: dict[str, str] | None = None) -> tuple[ChannelLog, str | None]:
     """Start the runner with a fresh key, watch wall time and memory, kill it past either; read the channel."""
     # One thread: small models train faster without thread sync, and grades do not depend on core count.
-    env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1", "MPLBACKEND": "Agg", "OMP_NUM_THREADS": "1"}
+    env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1", "MPLBACKEND": "Agg", "OMP_NUM_THREADS": "1",
+           **(extra_env or {})}
     key = new_key()
     read_fd, write_fd = os.pipe()
     argv = [sys.executable, "-m", "labkit.grading.runner", exercise.name, str(submission), str(write_fd)]
