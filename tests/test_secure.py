@@ -41,6 +41,8 @@ def test_safe_load_refuses_the_crafted_checkpoint_without_running_it(tmp_path):
     with pytest.raises(UnsafeCheckpointError, match="refused"):
         serialization.safe_load(path)
     assert not marker.exists()
+    assert any(g.endswith(".exec") for g in serialization.pickle_globals(path))  # read without unpickling
+    assert not marker.exists()
 
 
 def test_safe_load_and_safetensors_round_trip_plain_weights(tmp_path):
@@ -49,6 +51,12 @@ def test_safe_load_and_safetensors_round_trip_plain_weights(tmp_path):
     assert _equal(serialization.safe_load(tmp_path / "ok.pt"), state)
     serialization.save_safetensors(state, tmp_path / "ok.safetensors")
     assert _equal(serialization.load_safetensors(tmp_path / "ok.safetensors"), state)
+
+
+def test_safetensors_refuses_to_write_an_object(tmp_path):
+    with pytest.raises(Exception):
+        serialization.save_safetensors({"w": torch.zeros(2), "note": object()}, tmp_path / "x.safetensors")
+    assert not (tmp_path / "x.safetensors").exists()
 
 
 def test_safetensors_refuses_a_pickle(tmp_path):

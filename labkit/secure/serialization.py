@@ -8,8 +8,10 @@ Taught in 15_security_and_privacy.
 from __future__ import annotations
 
 import pickle
+import pickletools
 import statistics
 import time
+import zipfile
 from pathlib import Path
 
 import torch
@@ -34,6 +36,21 @@ def write_crafted_checkpoint(path: str | Path, state_dict: dict, marker: str | P
     return path
 
 
+def pickle_globals(path: str | Path) -> list[str]:
+    """Every "module.name" a checkpoint's pickle would import and may call, read without unpickling anything."""
+    with zipfile.ZipFile(path) as archive:  # torch.save writes a zip whose data.pkl is the pickle
+        pickled = archive.read(next(n for n in archive.namelist() if n.endswith("data.pkl")))
+    found, strings = [], []
+    for opcode, arg, _ in pickletools.genops(pickled):
+        if opcode.name in ("SHORT_BINUNICODE", "BINUNICODE", "UNICODE"):
+            strings.append(arg)
+        elif opcode.name == "STACK_GLOBAL" and len(strings) >= 2:
+            found.append(f"{strings[-2]}.{strings[-1]}")
+        elif opcode.name == "GLOBAL":
+            found.append(arg.replace(" ", "."))
+    return sorted(set(found))
+
+
 def unsafe_load(path: str | Path) -> object:
     """torch.load(weights_only=False): runs whatever the file says. Shown once in 15 §1; never do this."""
     return torch.load(path, map_location="cpu", weights_only=False)
@@ -54,7 +71,8 @@ def save_safetensors(state_dict: dict[str, torch.Tensor], path: str | Path) -> P
     from safetensors.torch import save_file
 
     path = Path(path)
-    save_file({k: v.detach().contiguous() for k, v in state_dict.items()}, str(path))
+    tensors = {k: v.detach().contiguous() if isinstance(v, torch.Tensor) else v for k, v in state_dict.items()}
+    save_file(tensors, str(path))  # anything that is not a tensor raises here, inside safetensors
     return path
 
 
