@@ -10,8 +10,9 @@ import pytest
 
 from labkit.serve import ServeConfig, ServerProcess
 from labkit.serve.adaptive import GradientConfig, GradientLimit
-from labkit.serve.loadgen import run_closed_loop
+from labkit.serve.loadgen import run_closed_loop, run_open_loop
 from labkit.serve.telemetry import scrape_metrics
+from labkit.serve.throttle import AdaptiveThrottle
 from labkit.serve.workloads import sample_bodies
 
 BODY = b'{"inputs": ["the food was not good"]}'
@@ -154,6 +155,18 @@ def test_saturated_server_refuses_at_the_transport_and_health_says_so(slow_serve
     delta = {k: counts[f'labkit_requests_total{{outcome="{k}"}}'] - before[f'labkit_requests_total{{outcome="{k}"}}']
              for k in ("queue_full", "ok")}
     assert delta == {"queue_full": 1, "ok": 5}, delta
+
+
+def test_client_throttling_keeps_what_would_be_refused_off_the_server(slow_server):
+    url, bodies = slow_server.url + "/predict", sample_bodies("text", 8)
+    before = scrape_metrics(slow_server.url)
+    result = run_open_loop(url, bodies, rate=300, duration_s=1.5, timeout_s=5, throttle=AdaptiveThrottle(k=2))
+    s = result.summary()
+    after = scrape_metrics(slow_server.url)
+    received = sum(after[k] - before[k] for k in after if k.startswith("labkit_requests_total{"))
+    assert s["ok"] + s["rejected"] + s["error"] + s["timeout"] == s["sent"] and s["error"] == s["timeout"] == 0
+    assert s["throttled"] > s["sent"] / 2, s        # ~2.5 req/s of capacity against 300 offered
+    assert received == s["sent"] - s["throttled"]   # what the client refused never reached the server
 
 
 def test_sigterm_drains_answers_a_stalled_body_503_and_exits_0(slow_server):

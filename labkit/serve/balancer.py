@@ -31,6 +31,7 @@ from aiohttp import web
 
 from labkit.serve.flow import Decision, FlowConfig, FlowController
 from labkit.serve.process import exit_with_parent
+from labkit.serve.throttle import AdaptiveThrottle
 
 POLICIES = ("round_robin", "least_outstanding", "power_of_two")
 PASS_HEADERS = ("Content-Type", "Retry-After", "X-Request-Id")   # copied from a replica's answer
@@ -77,6 +78,7 @@ class BalancerConfig:
     unhealthy_after: int = 1            # consecutive failed checks before a replica is taken out
     upstream_timeout_s: float = 30.0    # a replica's answer slower than this -> 504
     connect_retries: int = 2            # other replicas tried when a connect fails (request not sent)
+    throttle_k: float | None = None     # client-side adaptive throttling toward the replicas (labkit.serve.throttle)
     flow: FlowConfig = field(default_factory=FlowConfig)
 
     def __post_init__(self):
@@ -124,6 +126,7 @@ class Balancer:
         self.replicas = [Replica(url.rstrip("/"), i) for i, url in enumerate(backends)]
         self.picker = Picker(config.policy, config.seed)
         self.flow = FlowController(config.flow)
+        self.throttle = AdaptiveThrottle(config.throttle_k, seed=config.seed) if config.throttle_k else None
         self.metrics = _Metrics()
         self.codes: dict[str, int] = {}   # balancer-made answers by code (rejections and errors)
         self.retries = 0
@@ -221,6 +224,9 @@ class Balancer:
         return _error(status, code, message, request_id, retry_after)
 
     async def _forward(self, body: bytes, request_id: str) -> web.Response:
+        if self.throttle is not None and not self.throttle.allow():
+            return self._own(503, "throttled", "the replicas refuse most requests now; refused here without "
+                             f"sending (adaptive throttling, k={self.config.throttle_k:g})", request_id, "1")
         tried: set[int] = set()
         for _ in range(1 + self.config.connect_retries):
             replica = self.picker.pick(self.replicas, tried)
@@ -255,6 +261,8 @@ class Balancer:
                 payload = await resp.read()
                 passed = {k: resp.headers[k] for k in PASS_HEADERS if k in resp.headers}
                 replica.served += 1
+                if self.throttle is not None:
+                    self.throttle.record(accepted=resp.status not in (429, 503))
                 self.metrics.responses.labels(label, str(resp.status)).inc()
                 return web.Response(body=payload, status=resp.status,
                                     headers={"X-Request-Id": request_id, **passed, "X-Replica": label})
@@ -322,13 +330,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--client-rate", type=float, default=None, help="per-client requests/s (429 beyond)")
     parser.add_argument("--client-burst", type=float, default=10.0)
     parser.add_argument("--no-shed", action="store_true", help="do not shed requests by their deadline_ms")
+    parser.add_argument("--throttle", type=float, metavar="K", default=None,
+                        help="client-side adaptive throttling toward the replicas (SRE book; K=2 is usual)")
 
 
 def config_from_args(args: argparse.Namespace) -> BalancerConfig:
     flow = FlowConfig(max_in_flight=args.max_in_flight, client_rate_per_s=args.client_rate,
                       client_burst=args.client_burst, shed_by_deadline=not args.no_shed)
     return BalancerConfig(policy=args.policy, seed=args.seed, health_interval_s=args.health_interval_s,
-                          upstream_timeout_s=args.upstream_timeout_s, flow=flow)
+                          upstream_timeout_s=args.upstream_timeout_s, flow=flow,
+                          throttle_k=getattr(args, "throttle", None))
 
 
 def config_to_args(config: BalancerConfig) -> list[str]:
@@ -341,6 +352,8 @@ def config_to_args(config: BalancerConfig) -> list[str]:
         args += ["--max-in-flight", str(flow.max_in_flight)]
     if flow.client_rate_per_s is not None:
         args += ["--client-rate", str(flow.client_rate_per_s)]
+    if config.throttle_k is not None:
+        args += ["--throttle", str(config.throttle_k)]
     return args + ([] if flow.shed_by_deadline else ["--no-shed"])
 
 

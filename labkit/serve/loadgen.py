@@ -25,7 +25,8 @@ import threading
 import time
 from typing import Callable, Sequence
 
-from labkit.serve.records import REJECT_STATUSES, LoadResult, Record
+from labkit.serve.records import REJECT_STATUSES, THROTTLED, LoadResult, Record
+from labkit.serve.throttle import AdaptiveThrottle
 from labkit.serve.workloads import check_stop, poisson_arrivals
 
 GRACE_S = 1.0  # extra time after the last request's own timeout before the global deadline cancels the rest
@@ -80,9 +81,12 @@ def make_client(url: str, connections: int, client: str = "fast"):
     raise ValueError(f"client must be one of {CLIENTS}; got {client!r}")
 
 
-async def _request(http, body: bytes, index: int, start: float, intended: float, timeout_s: float) -> Record:
-    """Send one POST; always return a Record, whatever happens."""
+async def _request(http, body: bytes, index: int, start: float, intended: float, timeout_s: float,
+                   throttle: AdaptiveThrottle | None = None) -> Record:
+    """Send one POST; always return a Record, whatever happens (refused locally by `throttle`: rejected, status 0)."""
     sent, status, batch, error = now(), 0, 0, ""
+    if throttle is not None and not throttle.allow():
+        return Record(index, intended - start, sent - start, (now() - intended) * 1e3, 0, "rejected", 0, THROTTLED)
     try:
         async with asyncio.timeout(timeout_s):
             status, payload = await http.post(body)
@@ -94,6 +98,8 @@ async def _request(http, body: bytes, index: int, start: float, intended: float,
     except Exception as err:  # connection refused/reset, bad payload: an error, never a lost request
         outcome, error = "error", type(err).__name__
     latency_ms = (now() - intended) * 1e3
+    if throttle is not None:
+        throttle.record(accepted=outcome != "rejected")
     return Record(index, intended - start, sent - start, latency_ms, status, outcome, batch, error)
 
 
@@ -119,14 +125,16 @@ def _cancelled(index: int, start: float, intended: float, done: float) -> Record
 
 async def open_loop(url: str, bodies: Sequence[bytes], rate: float, *, count: int | None = None,
                     duration_s: float | None = None, timeout_s: float = 5.0, seed: int = 0,
-                    connections: int = 256, deadline_s: float | None = None, client: str = "fast") -> LoadResult:
-    """Poisson arrivals at `rate` req/s; request i sends bodies[i % len(bodies)]. Taught in 09_async_serving."""
+                    connections: int = 256, deadline_s: float | None = None, client: str = "fast",
+                    throttle: AdaptiveThrottle | None = None) -> LoadResult:
+    """Poisson arrivals at `rate` req/s; request i sends bodies[i % len(bodies)]; with `throttle`, the client
+    refuses locally what the server would likely refuse (labkit.serve.throttle). Taught in 09_async_serving."""
     bodies = _check_common(bodies, timeout_s)
     arrivals = poisson_arrivals(rate, count=count, duration_s=duration_s, seed=seed)
     records: list[Record | None] = [None] * len(arrivals)
 
     async def one(i: int, intended: float) -> None:
-        records[i] = await _request(http, bodies[i % len(bodies)], i, start, intended, timeout_s)
+        records[i] = await _request(http, bodies[i % len(bodies)], i, start, intended, timeout_s, throttle)
 
     async with make_client(url, connections, client) as http:
         start = now() + 0.005
@@ -146,7 +154,8 @@ async def open_loop(url: str, bodies: Sequence[bytes], rate: float, *, count: in
     done = now()
     records = [r or _cancelled(i, start, start + float(arrivals[i]), done) for i, r in enumerate(records)]
     cfg = dict(url=url, rate=rate, count=count, duration_s=duration_s, timeout_s=timeout_s, seed=seed,
-               connections=connections, distinct_bodies=len(bodies), client=client)
+               connections=connections, distinct_bodies=len(bodies), client=client,
+               throttle_k=throttle.k if throttle is not None else None)
     return LoadResult(records, "open", cfg)
 
 

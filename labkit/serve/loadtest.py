@@ -11,6 +11,7 @@ from pathlib import Path
 
 from labkit.serve.loadgen import CLIENTS, run_closed_loop, run_open_loop
 from labkit.serve.records import jsonable
+from labkit.serve.throttle import AdaptiveThrottle
 from labkit.serve.workloads import read_bodies, sample_bodies
 
 
@@ -26,6 +27,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--connections", type=int, default=256, help="open loop: client connection pool size")
     parser.add_argument("--client", choices=CLIENTS, default="fast", help="HTTP client: labkit's lean one or aiohttp")
+    parser.add_argument("--throttle", type=float, metavar="K", help="open loop: client-side adaptive throttling "
+                        "(refuse locally once requests exceed K x accepts; the SRE book uses K=2)")
     src = parser.add_mutually_exclusive_group()
     src.add_argument("--body-file", type=Path, help="a JSON body, or JSON Lines with one body per line")
     src.add_argument("--model", choices=("text", "image"), default="text", help="build sample bodies")
@@ -45,7 +48,9 @@ def run(args: argparse.Namespace) -> int:
                                                                               seed=args.seed)
     common = dict(count=args.count, duration_s=args.duration, timeout_s=args.timeout, client=args.client)
     if args.rate is not None:
-        result = run_open_loop(url, bodies, args.rate, seed=args.seed, connections=args.connections, **common)
+        throttle = AdaptiveThrottle(k=args.throttle, seed=args.seed) if args.throttle else None
+        result = run_open_loop(url, bodies, args.rate, seed=args.seed, connections=args.connections,
+                               throttle=throttle, **common)
     else:
         result = run_closed_loop(url, bodies, args.users, **common)
     summary = result.summary(args.slo_ms)

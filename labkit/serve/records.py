@@ -15,6 +15,7 @@ import numpy as np
 
 OUTCOMES = ("ok", "rejected", "error", "timeout")
 REJECT_STATUSES = (429, 503)
+THROTTLED = "throttled"  # Record.error of a request the client refused itself (status 0, outcome rejected)
 
 
 @dataclass(slots=True)
@@ -63,7 +64,8 @@ class LoadResult:
         """Counts, rates (req/s) and latency percentiles (ms); goodput = ok within slo_ms per second."""
         counts, elapsed = self.counts(), self.elapsed_s()
         lat = np.array([r.latency_ms for r in self.records if r.outcome == "ok"])
-        rej = np.array([r.latency_ms for r in self.records if r.outcome == "rejected"])
+        rej = np.array([r.latency_ms for r in self.records if r.outcome == "rejected" and r.error != THROTTLED])
+        throttled = sum(r.error == THROTTLED for r in self.records)
         lag = np.array([(r.sent_s - r.intended_s) * 1e3 for r in self.records if not math.isnan(r.sent_s)])
         good = int((lat <= slo_ms).sum()) if slo_ms is not None else counts["ok"]
         sent = len(self.records)
@@ -74,7 +76,8 @@ class LoadResult:
                 "throughput_rps": counts["ok"] / elapsed, "goodput_rps": good / elapsed, "slo_ms": slo_ms,
                 "p50_ms": _pct(lat, 50), "p90_ms": _pct(lat, 90), "p99_ms": _pct(lat, 99),
                 "p999_ms": _pct(lat, 99.9),
-                "rejection_rate": counts["rejected"] / max(sent, 1), "reject_p99_ms": _pct(rej, 99),
+                "rejection_rate": counts["rejected"] / max(sent, 1), "throttled": throttled,
+                "reject_p99_ms": _pct(rej, 99),  # the server's refusals only: a local refusal takes ~0 ms
                 "failed_fraction": (sent - counts["ok"]) / max(sent, 1),
                 "mean_batch_size": float(np.mean(batches)) if batches else float("nan"),
                 "lag_p99_ms": _pct(lag, 99), "lag_max_ms": float(lag.max()) if lag.size else float("nan"),
