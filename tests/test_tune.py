@@ -11,7 +11,7 @@ from labkit.serve.config import ServeConfig
 from labkit.serve.telemetry import LATENCY_BUCKETS_S, Metrics
 from labkit.tune.controller import (AimdRule, Controller, Knobs, Observation, aimd_step, histogram_quantile,
                                     read_histogram, rule_from_env)
-from labkit.tune.serving import SPACE, Probe, config_from, grid_size, grid_space, p99_constraint
+from labkit.tune.serving import SPACE, Probe, config_from, grid_size, grid_space
 from labkit.tune.steps import level_table, schedule
 
 RULE = AimdRule(target_ms=10.0, headroom=0.5, batch_step=8, wait_step_ms=0.5, wait_cap_ms=2.0, min_batch=4)
@@ -119,11 +119,20 @@ def test_search_space_builds_valid_configs():
     assert grid_size(axes) == 4 and space["engine"] == ("torch", "onnx") and space["threads"] == (base.threads,)
 
 
-def test_p99_constraint_sign():
-    constraint = p99_constraint(10.0)
-    assert constraint(SimpleNamespace(user_attrs={"p99_ms": 8.0}))[0] < 0
-    assert constraint(SimpleNamespace(user_attrs={"p99_ms": 12.0}))[0] > 0
-    assert constraint(SimpleNamespace(user_attrs={}))[0] > 0  # never measured: infeasible
+def test_record_sets_the_constraint_and_best_config_prefers_feasible():
+    import optuna
+
+    from labkit.tune.serving import best_config, record
+
+    study = optuna.create_study(direction="maximize")
+    for p99, goodput, feasible in ((8.0, 100.0, True), (30.0, 400.0, False), (9.0, 150.0, True)):
+        trial = study.ask()
+        trial.suggest_categorical("max_batch", [16, 64])
+        record(trial, {"p99_ms": p99, "goodput_rps": goodput, "feasible": feasible}, slo_ms=10.0)
+        study.tell(trial, goodput)
+    assert [t.constraints["p99_minus_slo_ms"] > 0 for t in study.trials] == [False, True, False]
+    _, row = best_config(study, ServeConfig())
+    assert row["trial"] == 2 and row["goodput_rps"] == 150.0   # the infeasible 400 does not win
     with pytest.raises(ValueError):
         Probe(rates_rps=())
 
@@ -161,3 +170,14 @@ def test_controller_runs_inside_a_real_server():
     assert busy, "the controller saw no requests"
     # 8 ms of waiting against a 2 ms target: the rule must have cut the wait
     assert state["knobs"]["max_wait_ms"] < 8.0
+
+
+def test_grid_study_asks_every_point_in_order():
+    from labkit.tune.serving import grid_points, grid_study, suggest_config
+
+    base = ServeConfig(model="image")
+    axes = {"engine": ("torch", "onnx"), "max_batch": (16, 64)}
+    study = grid_study(axes, base)
+    asked = [suggest_config(study.ask(), grid_space(axes, base), base) for _ in range(grid_size(axes))]
+    assert [(c.engine, c.max_batch) for c in asked] == [(p["engine"], p["max_batch"]) for p in grid_points(axes)]
+    assert all(c.threads == base.threads and c.queue_limit == base.queue_limit for c in asked)

@@ -89,14 +89,14 @@ def make_pruner(enabled: bool, startup_trials: int = 4, warmup_epochs: int = 1):
 
 
 def run_study(split: Split, n_trials: int, epochs: int, pruning: bool, sampler: str = "random",
-              space: SearchSpace = SearchSpace(), seed: int = 0) -> tuple[object, float]:
+              space: SearchSpace = SearchSpace(), seed: int = 0, startup_trials: int = 4) -> tuple[object, float]:
     """(study, wall seconds): n_trials of `objective`, maximising validation accuracy."""
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     samplers = {"random": optuna.samplers.RandomSampler, "tpe": optuna.samplers.TPESampler}
     study = optuna.create_study(direction="maximize", sampler=samplers[sampler](seed=seed),
-                                pruner=make_pruner(pruning))
+                                pruner=make_pruner(pruning, startup_trials))
     start = time.perf_counter()
     study.optimize(objective(split, epochs, space, seed), n_trials=n_trials)
     return study, time.perf_counter() - start
@@ -115,13 +115,14 @@ def study_summary(study) -> dict[str, float]:
             "best_test_accuracy": best.user_attrs["test_accuracy"]}
 
 
-def compare_pruning(split: Split, n_trials: int, epochs: int, seed: int = 0) -> dict[str, dict]:
+def compare_pruning(split: Split, n_trials: int, epochs: int, seed: int = 0,
+                    startup_trials: int = 4) -> dict[str, dict]:
     """The same random-sampled trials with the MedianPruner and without: wall time, pruned count, best.
 
     A RandomSampler draws the same parameters whatever earlier trials scored, so both studies try the same
     points and the difference in wall time is the pruner's alone (a TPE sampler would diverge)."""
     out = {}
     for name, pruning in (("no pruning", False), ("median pruner", True)):
-        study, wall_s = run_study(split, n_trials, epochs, pruning, "random", seed=seed)
+        study, wall_s = run_study(split, n_trials, epochs, pruning, "random", seed=seed, startup_trials=startup_trials)
         out[name] = {"study": study, "wall_s": wall_s, **study_summary(study)}
     return out

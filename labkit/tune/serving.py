@@ -1,11 +1,11 @@
 """Serving-config search: each trial starts a real `labkit serve` and measures goodput under a p99 SLO.
 
 The objective is goodput (answers within the SLO per second) at the highest offered rate of a ladder that
-still met the SLO; the constraint is p99 <= SLO, given to Optuna as constraints_func so infeasible trials
-rank below every feasible one. Trials run in rounds: `parallel` configs are asked for at once, their
+still met the SLO; the constraint is p99 <= SLO, stored with Trial.set_constraint so the TPE sampler ranks infeasible
+trials below every feasible one. Trials run in rounds: `parallel` configs are asked for at once, their
 servers start together (start-up is mostly imports), and are measured one after another. The same code
-runs a grid of equal budget (GridSampler), and `verify` re-measures the winner against the default on
-fresh servers, so the number reported is not the one the search selected on (winner's curse).
+runs a grid of equal budget (enqueued points), and `verify` re-measures the winner against the default on
+servers started fresh for it, so the number reported is not the one the search selected on (winner's curse).
 Taught in 11_dynamic_tuning.
 """
 from __future__ import annotations
@@ -77,37 +77,44 @@ def measure(url: str, bodies: list[bytes], probe: Probe) -> dict:
             "feasible": best is not None, "rungs": k + 1, "failed_fraction": s["failed_fraction"]}
 
 
-def p99_constraint(slo_ms: float):
-    """constraints_func for Optuna: p99 - SLO (<= 0 is feasible), read from the trial's user attributes."""
-    def constraint(frozen_trial) -> tuple[float]:
-        return (frozen_trial.user_attrs.get("p99_ms", 1e6) - slo_ms,)
-    return constraint
+def record(trial, result: dict, slo_ms: float) -> None:
+    """Store a measurement on the trial: user attributes, and the constraint p99 - SLO (<= 0 is feasible;
+    Optuna 5's Trial.set_constraint, which the TPE sampler reads; constraints_func is deprecated since 5.0)."""
+    for key, value in result.items():
+        trial.set_user_attr(key, value)
+    trial.set_constraint("p99_minus_slo_ms", result["p99_ms"] - slo_ms)
 
 
 def run_search(study, n_trials: int, bodies: list[bytes], probe: Probe, space: dict[str, tuple],
                base: ServeConfig, parallel: int = 4) -> object:
     """Ask-and-tell in rounds of `parallel`: start those servers together, measure each, tell Optuna."""
+    return run_searches([(study, space)], n_trials, bodies, probe, base, parallel)[0]
+
+
+def run_searches(searches: list[tuple[object, dict]], n_trials: int, bodies: list[bytes], probe: Probe,
+                 base: ServeConfig, parallel: int = 4) -> list:
+    """Several (study, space) pairs with the same trial budget, in rounds: each round asks every study for up
+    to `parallel` trials, starts all their servers at once, measures them one by one, and tells each study."""
     done = 0
     while done < n_trials:
-        trials = [study.ask() for _ in range(min(parallel, n_trials - done))]
-        configs = [suggest_config(t, space, base) for t in trials]
+        k = min(parallel, n_trials - done)
+        asked = [(study, study.ask(), space) for study, space in searches for _ in range(k)]
+        configs = [suggest_config(trial, space, base) for _, trial, space in asked]
         with running(*configs) as servers:
-            for trial, server in zip(trials, servers):
+            for (study, trial, _), server in zip(asked, servers):
                 result = measure(server.url + "/predict", bodies, probe)
-                for key, value in result.items():
-                    trial.set_user_attr(key, value)
+                record(trial, result, probe.slo_ms)
                 study.tell(trial, result["goodput_rps"])
-        done += len(trials)
-    return study
+        done += k
+    return [study for study, _ in searches]
 
 
-def tpe_study(probe: Probe, seed: int = 0, startup_trials: int = 4):
-    """A study maximising goodput with a TPE sampler that knows the p99 constraint."""
+def tpe_study(seed: int = 0, startup_trials: int = 4):
+    """A study maximising goodput with a TPE sampler (it reads each trial's p99 constraint, see `record`)."""
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    sampler = optuna.samplers.TPESampler(seed=seed, n_startup_trials=startup_trials,
-                                         constraints_func=p99_constraint(probe.slo_ms), constant_liar=True)
+    sampler = optuna.samplers.TPESampler(seed=seed, n_startup_trials=startup_trials, constant_liar=True)
     return optuna.create_study(direction="maximize", sampler=sampler, study_name="serving-tpe")
 
 
@@ -116,13 +123,22 @@ def grid_space(axes: dict[str, tuple], base: ServeConfig) -> dict[str, tuple]:
     return {name: axes.get(name, (getattr(base, name),)) for name in SPACE}
 
 
+def grid_points(axes: dict[str, tuple]) -> list[dict]:
+    """Every combination of the axes' values, in order (the first axis varies slowest)."""
+    return [dict(zip(axes, values)) for values in itertools.product(*axes.values())]
+
+
 def grid_study(axes: dict[str, tuple], base: ServeConfig, seed: int = 0):
-    """A study whose GridSampler walks the product of `axes` (every other lever at base's value)."""
+    """A study that asks for the grid's points in order: each is enqueued (Optuna's enqueue_trial), so the
+    trials stay ask-and-tell (GridSampler would call study.stop() at the end, which ask-and-tell forbids)."""
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    sampler = optuna.samplers.GridSampler({k: list(v) for k, v in grid_space(axes, base).items()}, seed=seed)
-    return optuna.create_study(direction="maximize", sampler=sampler, study_name="serving-grid")
+    study = optuna.create_study(direction="maximize", sampler=optuna.samplers.RandomSampler(seed=seed),
+                                study_name="serving-grid")
+    for point in grid_points(axes):
+        study.enqueue_trial({name: getattr(base, name) for name in SPACE} | point)
+    return study
 
 
 def grid_size(axes: dict[str, tuple]) -> int:
@@ -138,12 +154,13 @@ def trials_table(study):
     return pd.DataFrame(rows).set_index("trial")
 
 
-def best_config(study, base: ServeConfig) -> tuple[ServeConfig | None, dict]:
-    """The feasible trial with the highest goodput: (its config, its row); (None, {}) if none was feasible."""
-    feasible = [t for t in study.trials if t.value is not None and t.user_attrs.get("feasible")]
-    if not feasible:
-        return None, {}
-    best = max(feasible, key=lambda t: t.value)
+def best_config(study, base: ServeConfig) -> tuple[ServeConfig, dict]:
+    """The feasible trial with the highest goodput: (its config, its row). When no trial met the SLO, the
+    highest goodput of all, with row["feasible"] False (a loaded machine can make every trial miss)."""
+    measured = [t for t in study.trials if t.value is not None]
+    if not measured:
+        raise ValueError("the study has no measured trial")
+    best = max(measured, key=lambda t: (bool(t.user_attrs.get("feasible")), t.value))
     return config_from(best.params, base), {"trial": best.number, **best.params, **best.user_attrs}
 
 
@@ -156,20 +173,18 @@ class Verification:
     repeats: int = 1                     # whole ladders per config, interleaved between configs
 
 
-def verify(configs: dict[str, ServeConfig], bodies: list[bytes], probe: Probe, check: Verification) -> object:
-    """Fresh servers for each config; goodput at the SLO (labkit.serve.slo.goodput_at_slo), configs taking
-    turns `repeats` times so drift on a shared machine hits each alike. A DataFrame, one row per ladder."""
+def verify(urls: dict[str, str], bodies: list[bytes], probe: Probe, check: Verification) -> object:
+    """Goodput at the SLO (labkit.serve.slo.goodput_at_slo) of servers started fresh for it (name -> /predict
+    URL), taking turns `repeats` times so drift on a shared machine hits each alike. One row per ladder."""
     import pandas as pd
 
     rows = []
-    with running(*configs.values()) as servers:
-        for repeat, (name, server) in itertools.product(range(check.repeats), zip(configs, servers)):
-            url = server.url + "/predict"
-            run_closed_loop(url, bodies, users=8, duration_s=probe.warmup_s or 0.3, timeout_s=5.0)
-            found = goodput_at_slo(url, bodies, probe.slo_ms, check.rates_rps, duration_s=check.duration_s,
-                                   refine=check.refine, max_failed=probe.max_failed, timeout_s=probe.timeout_s)
-            passed = found.table[found.table["meets_slo"]]
-            p99 = float(passed.loc[passed["offered_rps"].idxmax(), "p99_ms"]) if len(passed) else float("nan")
-            rows.append({"config": name, "repeat": repeat, "goodput_rps": found.goodput_rps,
-                         "rate_rps": found.rate_rps, "p99_ms_at_rate": p99, "rungs": len(found.table)})
+    for repeat, (name, url) in itertools.product(range(check.repeats), urls.items()):
+        run_closed_loop(url, bodies, users=8, duration_s=probe.warmup_s or 0.3, timeout_s=5.0)
+        found = goodput_at_slo(url, bodies, probe.slo_ms, check.rates_rps, duration_s=check.duration_s,
+                               refine=check.refine, max_failed=probe.max_failed, timeout_s=probe.timeout_s)
+        passed = found.table[found.table["meets_slo"]]
+        p99 = float(passed.loc[passed["offered_rps"].idxmax(), "p99_ms"]) if len(passed) else float("nan")
+        rows.append({"config": name, "repeat": repeat, "goodput_rps": found.goodput_rps,
+                     "rate_rps": found.rate_rps, "p99_ms_at_rate": p99, "rungs": len(found.table)})
     return pd.DataFrame(rows)

@@ -61,3 +61,41 @@ def tuning_history(base_url: str, since_s: float = 0.0):
 
     with urllib.request.urlopen(f"{base_url.rstrip('/')}/tuning?since_s={since_s}", timeout=10) as response:
         return pd.DataFrame(json.loads(response.read())["history"])
+
+
+def rolling_p99(latency, bin_s: float = 0.25):
+    """p99 of ok answers per bin of wall-clock send time (seconds from the first request): a DataFrame."""
+    import numpy as np
+
+    ok = latency[latency["outcome"] == "ok"]
+    t = ok["wall_s"] - latency["wall_s"].min()
+    return ok.groupby((t // bin_s) * bin_s)["latency_ms"].agg(lambda x: float(np.percentile(x, 99))).rename("p99_ms")
+
+
+def plot_steps(runs: dict, slo_ms: float, history=None, bin_s: float = 0.25):
+    """p99 per time bin for each run (dict name -> run_steps result), the SLO line, and, if given, the
+    controller's max wait and max batch on a second panel. Returns the figure."""
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(2 if history is not None else 1, 1, figsize=(9, 5.5 if history is not None else 3.5),
+                             sharex=True, squeeze=False)
+    ax = axes[0, 0]
+    for name, run in runs.items():
+        p99 = rolling_p99(run["latency"], bin_s)
+        ax.plot(p99.index, p99.values, marker=".", label=name)
+    ax.axhline(slo_ms, color="red", linestyle="--", label=f"SLO {slo_ms:g} ms")
+    ax.set(yscale="log", ylabel=f"p99 per {bin_s:g} s (ms)", title="offered load steps low -> high")
+    ax.legend(fontsize=8)
+    if history is not None:
+        ax2 = axes[1, 0]
+        ax2.step(history["t"], history["max_wait_ms"], where="post", label="max wait (ms)")
+        ax2.set(xlabel="seconds since the first request", ylabel="max wait (ms)")
+        twin = ax2.twinx()
+        twin.step(history["t"], history["max_batch"], where="post", color="tab:green", label="max batch")
+        twin.set_ylabel("max batch (rows)")
+        ax2.legend(loc="upper left", fontsize=8)
+        twin.legend(loc="upper right", fontsize=8)
+    else:
+        ax.set_xlabel("seconds since the first request")
+    fig.tight_layout()
+    return fig
