@@ -125,12 +125,12 @@ def run_stream(sub, name: str = "visible") -> dict:
         correct = np.zeros(len(stream.y), dtype=bool)
         for start in range(0, len(stream.y), 16):
             xb, yb = stream.X[start:start + 16], stream.y[start:start + 16]
-            correct[start:start + len(yb)] = (_labels(learner, xb) == yb).numpy()
+            correct[start:start + len(yb)] = (_labels(learner, xb.clone()) == yb).numpy()
             learner.update(xb.clone(), yb.clone())
         state = _PREPARED[name]["state"]
         _RUNS[key] = {"after": float(correct[stream.drift_at:].mean()), "static_after": _PREPARED[name]["static_after"],
-                      "old": float((_labels(learner, stream.X_old) == stream.y_old).float().mean()),
-                      "new": float((_labels(learner, stream.X_new) == stream.y_new).float().mean()),
+                      "old": float((_labels(learner, stream.X_old.clone()) == stream.y_old).float().mean()),
+                      "new": float((_labels(learner, stream.X_new.clone()) == stream.y_new).float().mean()),
                       "untouched": all(_equal(v, state[k]) for k, v in model.state_dict().items())}
     return _RUNS[key]
 

@@ -13,6 +13,7 @@ Run it in a thread with serve_router(...). Taught in 14_online_learning.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import json
 import random
@@ -43,6 +44,7 @@ class Version:
 class RouterConfig:
     upstream_timeout_s: float = 10.0   # a replica slower than this -> 504
     seed: int = 0                      # canary split draws
+    answer_log: int = 100_000          # (time, version) of the most recent answers kept for plots and checks
     policy: CanaryPolicy = field(default_factory=CanaryPolicy)
 
 
@@ -78,7 +80,7 @@ class VersionRouter:
         self.shadow: str | None = None
         self.metrics, self._rng = _Metrics(), random.Random(config.seed)
         self.events: list[dict] = []               # {"t_s", "kind", ...}: swaps, canaries, rollbacks
-        self.answered: list[tuple[float, str]] = []  # (time s, version) of every answer from a replica
+        self.answered: collections.deque[tuple[float, str]] = collections.deque(maxlen=config.answer_log)
         self._canary_tallies: dict[str, Tally] = {}
         self._shadow_tallies = {"primary": Tally(), "shadow": Tally(), "agree": 0}
         self._mirrors: set[asyncio.Task] = set()
@@ -159,10 +161,19 @@ class VersionRouter:
         return {f"{role}_{k}": getattr(t, k) for role, t in self._canary_tallies.items()
                 for k in ("answers", "items", "accuracy")}
 
+    async def settle(self) -> None:
+        """Wait until every mirrored (shadow) call and background drain still running has finished."""
+        while self._mirrors:
+            await asyncio.gather(*list(self._mirrors), return_exceptions=True)
+
     def shadow_report(self) -> ShadowReport:
         """Primary vs shadow on the mirrored requests answered so far."""
         t = self._shadow_tallies
         return shadow_report(t["primary"], t["shadow"], t["agree"])
+
+    def answer_log(self) -> list[tuple[float, str]]:
+        """(seconds since the router started, version) of the most recent answers from replicas, oldest first."""
+        return list(self.answered)
 
     def stats(self) -> dict:
         """Current routing state, per-version in-flight counts and the event log."""
