@@ -8,7 +8,6 @@ Taught in 13_explainability.
 from __future__ import annotations
 
 import contextlib
-import io
 from dataclasses import dataclass
 
 import numpy as np
@@ -110,6 +109,17 @@ def grid_segments(height: int, width: int, patch: int) -> np.ndarray:
     return rows * ((width + patch - 1) // patch) + cols
 
 
+@contextlib.contextmanager
+def _no_progress_bar(module):
+    """LIME draws a tqdm bar (a widget in Jupyter) per image and has no switch for it: skip it, then restore."""
+    saved = module.tqdm
+    module.tqdm = lambda iterable, **_: iterable
+    try:
+        yield
+    finally:
+        module.tqdm = saved
+
+
 def lime_image_map(model: nn.Module, image: torch.Tensor, target: int, config: MethodConfig) -> torch.Tensor:
     """LIME on one (C, H, W) image: superpixel weights for `target` painted back onto the pixels."""
     from lime import lime_image
@@ -124,7 +134,7 @@ def lime_image_map(model: nn.Module, image: torch.Tensor, target: int, config: M
         with torch.no_grad():
             return torch.softmax(model(t), dim=1).numpy()
 
-    with contextlib.redirect_stderr(io.StringIO()):  # LIME draws a tqdm bar per image
+    with _no_progress_bar(lime_image):
         exp = lime_image.LimeImageExplainer(random_state=config.seed).explain_instance(
             hwc, classify, labels=(target,), top_labels=None, hide_color=0.0, num_samples=config.lime_samples,
             batch_size=256, segmentation_fn=lambda _: segments, random_seed=config.seed)
