@@ -172,7 +172,7 @@ class VersionRouter:
         return shadow_report(t["primary"], t["shadow"], t["agree"])
 
     def answer_log(self) -> list[tuple[float, str]]:
-        """(seconds since the router started, version) of the most recent answers from replicas, oldest first."""
+        """(seconds since the router started, version) of the latest answers sent to clients, oldest first."""
         return list(self.answered)
 
     def stats(self) -> dict:
@@ -206,6 +206,7 @@ class VersionRouter:
         canary = self.canary is not None and self._rng.random() < self.canary_fraction
         version = self.versions[self.canary if canary else self.active]
         status, payload = await self._send(version, body)
+        self.answered.append((now() - self._t0, version.name))
         role = "canary" if canary else "primary"
         correct = self._score(version.name, role, status, payload, labels)
         if self.canary is not None:
@@ -234,7 +235,6 @@ class VersionRouter:
         finally:
             version.in_flight -= 1
             self.metrics.in_flight.labels(version.name).dec()
-            self.answered.append((now() - self._t0, version.name))
 
     def _score(self, name: str, role: str, status: int, payload: dict, labels: list | None) -> int:
         """Count the answer; for labelled requests count items and correct items. Returns the correct count."""
