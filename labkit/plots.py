@@ -85,3 +85,20 @@ def plot_latency_over_time(result: LoadResult, ax=None):
     ax.set_yscale("log"); ax.set_xlabel("intended send time (s)"); ax.set_ylabel("latency (ms)")
     ax.legend(fontsize=7)
     return ax
+
+
+def plot_goodput_cliff(table, slo_ms: float):
+    """Goodput / capacity and admitted p99 against offered load, one line per variant (labkit.serve.overload)."""
+    import matplotlib.pyplot as plt
+
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 3.8))
+    for name, rows in table.groupby("variant", sort=False):
+        left.plot(rows["offered_x"], rows["goodput_x"], marker="o", label=name)
+        right.plot(rows["offered_x"], rows["p99_ms"], marker="o", label=name)
+    left.set(xlabel="offered load / capacity", ylabel="goodput / capacity", title=f"goodput (answers within "
+             f"{slo_ms:g} ms)", ylim=(0, None))
+    right.axhline(slo_ms, color="grey", ls="--", lw=1, label="SLO")
+    right.set(xlabel="offered load / capacity", ylabel="ms", yscale="log", title="admitted requests: p99 latency")
+    left.legend(fontsize=8)
+    fig.tight_layout()
+    return fig

@@ -106,13 +106,17 @@ def test_a_single_boolean_among_floats_is_refused_like_an_all_boolean_image(valu
 # ------------------------------------------------------------------ bytes after the declared body
 def test_bytes_after_the_body_get_the_protocol_400_and_are_not_counted_ok(server):
     """httptools parses the body, hands the request to the app, then fails on the trailing bytes as the start of
-    a next request: uvicorn itself writes a plain-text 400 and closes. The app's answer to the first request is
-    then dropped by uvicorn (send() on a disconnected cycle returns silently), so the client gets only that 400.
-    The app sees the disconnect before it answers and counts the request as 'disconnected', never 'ok'."""
+    a next request: the transport writes a JSON 400 (bad_http, counted as bad input) and closes. The app's answer
+    to the first request is then dropped by uvicorn (send() on a disconnected cycle returns silently), so the
+    client gets only that 400. The app sees the disconnect before it answers and counts the request as
+    'disconnected', never 'ok'."""
     before = outcomes(server)
     reply = raw(server, post(b'{"inputs": ["the staff was rude and the view was dull"]}', tail=b"garbage"))
-    assert reply.startswith(b"HTTP/1.1 400") and b"text/plain" in reply and reply.count(b"HTTP/1.1") == 1
-    assert counted_once(server, before) == "disconnected"
+    assert reply.startswith(b"HTTP/1.1 400") and b'"bad_http"' in reply and reply.count(b"HTTP/1.1") == 1
+    time.sleep(0.5)
+    after = outcomes(server)
+    grew = {k: after[k] - before.get(k, 0) for k in after if after[k] != before.get(k, 0)}
+    assert grew == {"disconnected": 1, "bad_input": 1}, grew
     assert httpx.post(server.url + "/predict", content=BODY, timeout=10).status_code == 200
 
 
@@ -128,3 +132,17 @@ def test_h2c_upgrade_is_a_json_400_naming_the_upgrade_and_the_connection_closes(
     assert b'"code": "unsupported_upgrade"' in body and b"h2c" in body and b"malformed_json" not in body
     assert counted_once(server, before) == "bad_input"
     assert httpx.post(server.url + "/predict", content=BODY, timeout=10).status_code == 200
+
+
+def test_every_bad_request_gets_a_json_answer_with_a_code_parser_errors_included(server):
+    """uvicorn answers HTTP parser errors in plain text; the transport answers them in JSON and counts them."""
+    from labkit.serve.probes import CASES, bad_input_table
+
+    before = scrape_metrics(server.url)['labkit_requests_total{outcome="bad_input"}']
+    table = bad_input_table(server.port)
+    assert list(table.index) == list(CASES) and table["json"].all(), table
+    assert set(table["status"]) <= {400, 413, 431}
+    assert (table.loc[["Content-Length not a number", "broken chunked encoding", "garbage request line"], "code"]
+            == "bad_http").all()
+    after = scrape_metrics(server.url)['labkit_requests_total{outcome="bad_input"}']
+    assert after - before == (table["status"] == 400).sum()  # parser errors counted like the app's own 400s

@@ -20,6 +20,7 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Callable
 
+import httptools
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 TICK_S = 0.002  # how often the gate looks for expired holds and idle capacity
@@ -49,8 +50,9 @@ class Gate:
     """One server's holding area: connections whose next request arrived while it could not admit."""
 
     def __init__(self, limit: Callable[[], int], on_refused: Callable[[], None], next_id: Callable[[], str],
-                 config: GateConfig = GateConfig()):
+                 config: GateConfig = GateConfig(), on_bad_request: Callable[[], None] = lambda: None):
         self.limit, self.on_refused, self.next_id, self.config = limit, on_refused, next_id, config
+        self.on_bad_request = on_bad_request  # a request the HTTP parser refused (it never reaches the app)
         self.active = 0   # requests whose whole body has arrived and whose answer is not yet sent
         self.fresh: deque[tuple[float, GatedProtocol]] = deque()    # (deadline, connection), oldest left
         self.retries: deque[tuple[float, GatedProtocol]] = deque()  # retries that ignored Retry-After
@@ -143,7 +145,20 @@ class GatedProtocol(HttpToolsProtocol):
 
     def _feed(self, data: bytes) -> None:
         in_headers_before = self._in_headers or (self.cycle is None or self.cycle.response_complete)
-        super().data_received(data)
+        # uvicorn's data_received, except that a parser error is answered in JSON naming it, like the app's own
+        # errors (uvicorn answers plain text "Invalid HTTP request received.") and counted as bad input.
+        self._unset_keepalive_if_required()
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserError as err:
+            self.gate.on_bad_request()
+            self._close_with(400, "Bad Request", f"malformed HTTP request: {err}")
+            return
+        except httptools.HttpParserUpgrade:
+            if self._should_upgrade():
+                self.handle_websocket_upgrade()
+            else:
+                self._unsupported_upgrade_warning()
         if self._in_headers and in_headers_before:
             self._header_bytes += len(data)
             if self._header_bytes > self.gate.config.max_header_bytes:
@@ -218,7 +233,8 @@ class GatedProtocol(HttpToolsProtocol):
                              f"request line and headers not complete within {self.gate.config.header_timeout_s:g} s")
 
     def _close_with(self, status: int, reason: str, message: str) -> None:
-        body = json.dumps({"error": message, "code": "bad_headers" if status == 431 else "timeout"}).encode()
+        code = {400: "bad_http", 408: "timeout", 431: "bad_headers"}[status]
+        body = json.dumps({"error": message, "code": code}).encode()
         if not self.transport.is_closing():
             self.transport.write(b"HTTP/1.1 %d %s\r\ncontent-type: application/json\r\nconnection: close\r\n"
                                  b"content-length: %d\r\n\r\n%s" % (status, reason.encode(), len(body), body))
