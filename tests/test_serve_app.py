@@ -344,3 +344,19 @@ def test_extensions_add_routes_and_bad_names_are_clear():
     with pytest.raises(ValueError, match="package.module:function"):
         create_app(ServeConfig(no_model=True, extensions="no_colon_here"))
     assert ServeConfig(extensions="a:b").to_args() == ["--extensions", "a:b"]
+
+
+def test_deadline_is_kept_or_the_answer_says_it_was_missed():
+    """deadline_ms 0.001 on an idle server: refused up front (it was answered 200 in 3 ms before); a deadline
+    that passes during the forward gives a 200 marked deadline_met: false, counted as late."""
+    async def test(client, service):
+        await client.post("/predict", json=GOOD)  # measures the seconds per row
+        tiny = [await client.post("/predict", json={**GOOD, "deadline_ms": 0.001}) for _ in range(5)]
+        service.batcher.per_row_s = 1e-9          # the estimate says yes; the 50 ms forward says no
+        late = await client.post("/predict", json={**GOOD, "deadline_ms": 5})
+        roomy = await client.post("/predict", json={**GOOD, "deadline_ms": 60_000})
+        return tiny, late, roomy, service.metrics.late._value.get()
+    tiny, late, roomy, late_count = serve(ServeConfig(slow_ms=50), test)
+    assert all(r.status_code == 503 and r.json()["code"] == "deadline" for r in tiny)
+    assert late.status_code == 200 and late.json()["deadline_met"] is False and late_count == 1
+    assert roomy.json()["deadline_met"] is True and "deadline_met" not in GOOD

@@ -154,9 +154,9 @@ class Service:
     async def _forward(self, x, deadline_ms: float | None) -> tuple[np.ndarray, int]:
         deadline_s = None
         if deadline_ms is not None:
-            wait_s = self.batcher.estimated_wait_s()
+            wait_s = self.batcher.estimated_wait_s(len(x))  # the rows ahead and this request's own forward
             if wait_s * 1e3 > deadline_ms:
-                raise HTTPError(503, "deadline", f"estimated wait {wait_s * 1e3:.0f} ms exceeds deadline_ms "
+                raise HTTPError(503, "deadline", f"estimated answer time {wait_s * 1e3:.2f} ms exceeds deadline_ms "
                                 f"{deadline_ms:g}", retry_after_s=wait_s)
             deadline_s = asyncio.get_running_loop().time() + deadline_ms / 1e3
         try:
@@ -196,8 +196,14 @@ class Predict:
             service.in_flight += 1  # counted once the body is complete: a stalled body holds no slot
             m.in_flight.inc()
             admitted, admitted_s = True, time.perf_counter()
-            probs, rows, cached = await service.infer(*parse_body(raw, config.max_items))
-            status, body, extra = 200, json.dumps(answer(rid.decode(), probs, rows, cached)).encode(), None
+            inputs, deadline_ms = parse_body(raw, config.max_items)
+            probs, rows, cached = await service.infer(inputs, deadline_ms)
+            reply = answer(rid.decode(), probs, rows, cached)
+            if deadline_ms is not None:  # the deadline counts from admission; a late answer says it is late
+                reply["deadline_met"] = (time.perf_counter() - admitted_s) * 1e3 <= deadline_ms
+                if not reply["deadline_met"]:
+                    m.late.inc()
+            status, body, extra = 200, json.dumps(reply).encode(), None
             outcome = "ok"  # counted once, after the answer is built: a failure above is an error only
             if service.limiter is not None:
                 service.limiter.observe(time.perf_counter() - admitted_s, service.in_flight)

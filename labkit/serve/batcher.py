@@ -74,9 +74,10 @@ class DynamicBatcher:
         self._queue.put_nowait(item)
         return item.future
 
-    def estimated_wait_s(self) -> float:
-        """Rough time a new request would wait: rows ahead of it times the recent seconds per row."""
-        return (self.queued_rows + self.in_flight_rows) * self.per_row_s / self._concurrency
+    def estimated_wait_s(self, rows: int = 0) -> float:
+        """Rough time until a new request of `rows` rows is answered: the rows ahead of it and its own, times the
+        recent seconds per row."""
+        return (self.queued_rows + self.in_flight_rows + rows) * self.per_row_s / self._concurrency
 
     async def _loop(self) -> None:
         while True:

@@ -1,8 +1,11 @@
 """The /predict protocol, in one place for every server front (the ASGI app, the Ray deployment, /explain).
 
 A request is a JSON object {"inputs": [...], "deadline_ms": optional number > 0}; an answer is
-{"request_id", "labels", "probabilities", "batch_size", "cached"}; an error is {"error", "code"} with an
-HTTP status. Each problem is named in the message and has a short machine-readable code.
+{"request_id", "labels", "probabilities", "batch_size", "cached"}, plus "deadline_met" when a deadline was given;
+an error is {"error", "code"} with an HTTP status. deadline_ms counts from admission (the body read): a request
+whose estimated answer time exceeds it is refused at once (503 deadline), one still queued when it passes is
+dropped before the forward (503 deadline), and an answer that is ready only after it says so
+("deadline_met": false) rather than passing as on time. Each problem is named in the message and has a short machine-readable code.
 Taught in 09_async_serving.
 """
 from __future__ import annotations

@@ -30,6 +30,8 @@ class Metrics:
         self.batch_size = Histogram("labkit_batch_size", "Rows per forward", buckets=BATCH_BUCKETS, registry=r)
         self.forward = Histogram("labkit_forward_seconds", "Seconds per forward", buckets=LATENCY_BUCKETS_S,
                                  registry=r)
+        self.late = Counter("labkit_deadline_late", "Answers sent after their deadline_ms (marked deadline_met: "
+                            "false)", registry=r)
         self.cache_hits = Counter("labkit_cache_hits", "Inputs answered from the cache", registry=r)
         self.cache_misses = Counter("labkit_cache_misses", "Inputs the cache did not hold", registry=r)
         self.gc_pause = Histogram("labkit_gc_pause_seconds", "Cyclic garbage-collector passes, by generation",
