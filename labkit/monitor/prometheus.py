@@ -13,6 +13,7 @@ Taught in 12_monitoring_and_alerting.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import tempfile
 import time
@@ -34,7 +35,10 @@ def find_binary(name: str = "prometheus") -> str | None:
 
 
 def available() -> bool:
-    """Both binaries are installed (the live parts of notebook 12 need them)."""
+    """Both binaries are installed (the live parts of notebook 12 need them); LABKIT_NO_PROMETHEUS=1 pretends
+    they are not, to check the path a machine without them takes."""
+    if os.environ.get("LABKIT_NO_PROMETHEUS") == "1":
+        return False
     return find_binary("prometheus") is not None and find_binary("promtool") is not None
 
 
