@@ -253,6 +253,15 @@ def test_membership_data_is_disjoint_and_stratified():
 
 
 def test_dp_sgd_spends_about_the_target_epsilon_and_learns():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # tiny MLP: one thread is as fast, and a busy second core cannot stall it
+    try:
+        _dp_sgd_checks()
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _dp_sgd_checks() -> None:
     from labkit.data import load_digits_split
     from labkit.secure.privacy import PrivacyConfig, accuracy_of, membership_data, train_dp, train_plain
     config = PrivacyConfig(n_members=100, epochs=20, dp_epochs=8, dp_batch_size=50)
