@@ -122,8 +122,15 @@ def test_word_scores_one_per_word(method):
     assert "not(" in X.highlight(s, scores)
 
 
-def test_top_k_hit_rate():
-    assert X is not None and C.top_k_hit_rate([np.array([0.1, -0.9, 0.2]), np.array([0.5, 0.1, 0.0])], [1, 2]) == 0.5
+def test_top_k_hit_rate_ranks_by_magnitude():
+    assert C.top_k_hit_rate([np.array([0.1, -0.9, 0.2]), np.array([0.5, 0.1, 0.0])], [1, 2]) == 0.5
+
+
+def test_explain_bodies_keep_the_inputs_and_the_mix_share_is_checked():
+    from labkit.explain.load import explain_bodies, mixed_load
+    assert explain_bodies([b'{"inputs": ["a b"], "deadline_ms": 5}']) == [b'{"inputs": ["a b"]}']
+    with pytest.raises(ValueError, match="explain_share"):
+        mixed_load("http://127.0.0.1:9", [b"{}"], rate=10, explain_share=1.0, duration_s=1)
 
 
 # ---------------------------------------------------------------- tabular
