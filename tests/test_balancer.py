@@ -34,7 +34,8 @@ class StandIns:
     def _call(self, coro):
         return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout=10)
 
-    def start(self, name: str, delay_s: float = 0.0, drop: bool = False, port: int | None = None) -> str:
+    def start(self, name: str, delay_s: float = 0.0, drop: bool = False, port: int | None = None,
+              status: int = 200) -> str:
         async def predict(request):
             await request.read()
             self.hits[name] = self.hits.get(name, 0) + 1
@@ -42,6 +43,8 @@ class StandIns:
                 request.transport.abort()
                 await asyncio.sleep(0.05)
             await asyncio.sleep(delay_s)
+            if status != 200:
+                return web.json_response({"error": "refused", "code": "queue_full"}, status=status)
             return web.json_response({"labels": [0], "replica": name})
 
         async def health(request):
@@ -229,6 +232,17 @@ def test_global_admission_limit_answers_429_at_once(standins):
     rejected = [(b, h) for s, b, h in results if s == 429]
     assert all(b["code"] == "overloaded" and int(h["Retry-After"]) >= 1 for b, h in rejected)
     assert stats["codes"] == {"overloaded": 4} and stats["in_flight"] == 0
+
+
+def test_adaptive_throttling_keeps_refused_work_off_the_replicas(standins):
+    url = standins.start("refuser", status=429)  # a replica that refuses everything
+    config = BalancerConfig(throttle_k=2.0, health_interval_s=30)
+    with serve_in_thread([url], config) as lb:
+        results = send(lb.url, 200)
+    codes = [b.get("code") for s, b, _ in results]
+    assert {s for s, _, _ in results} <= {429, 503}
+    assert codes.count("throttled") > 150  # most of the refused work never reached the replica
+    assert standins.hits["refuser"] == codes.count("queue_full") == 200 - codes.count("throttled")
 
 
 def test_per_client_rate_limit_is_per_client(standins):
