@@ -151,3 +151,8 @@ def test_fault_routes_set_every_field():
         asyncio.run(service.infer(["x"], None))
     assert client.post("/fault", json={"error_rate": 2}).status_code == 400
     assert client.post("/fault", json={}).json() == {"error_rate": 0.0, "delay_ms": 0.0, "skew": 0.0}
+
+
+def test_no_prometheus_switch(monkeypatch):
+    monkeypatch.setenv("LABKIT_NO_PROMETHEUS", "1")
+    assert not prometheus.available()

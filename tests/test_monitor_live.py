@@ -14,18 +14,6 @@ pytestmark = pytest.mark.skipif(not prometheus.available() and not os.environ.ge
                                 reason="prometheus not installed (apt-get install prometheus)")
 
 
-def wait_for(prom, promql: str, want: float, timeout_s: float = 15.0) -> float:
-    import time
-
-    deadline, got = time.monotonic() + timeout_s, float("nan")
-    while time.monotonic() < deadline:
-        got = prom.value(promql)
-        if got == want:
-            return got
-        time.sleep(0.2)
-    return got
-
-
 def test_promql_counts_what_the_load_generator_sent():
     config = ServeConfig(extensions="labkit.monitor.faults:routes")
     with ServerProcess(config) as server, prometheus.PrometheusProcess([server.url]) as prom:
@@ -33,7 +21,7 @@ def test_promql_counts_what_the_load_generator_sent():
         result = run_open_loop(server.url + "/predict", sample_bodies("text", 16), rate=80, count=160)
         counts = result.counts()
         assert counts["ok"] + counts["error"] == 160 and counts["error"] > 0, counts
-        ok = wait_for(prom, 'sum(labkit_requests_total{outcome="ok"})', counts["ok"])
+        ok = prom.wait_for_value('sum(labkit_requests_total{outcome="ok"})', counts["ok"])
         assert ok == counts["ok"], f"Prometheus says {ok} ok requests, the load generator {counts['ok']}"
         assert prom.value('sum(labkit_requests_total{outcome="error"})') == counts["error"]
         assert prom.value("sum(labkit_request_latency_seconds_count)") == 160

@@ -46,7 +46,7 @@ class BackgroundLoad:
         self._thread.join()
 
     def result(self) -> LoadResult:
-        """Every slice's records as one LoadResult (indices renumbered)."""
+        """Every slice's records as one LoadResult (indices restart in each slice)."""
         records = [r for res in self.results for r in res.records]
         return LoadResult(records, "open", {"rate": self.rate, "slices": len(self.results)})
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
-from typing import IO, Iterable
+from typing import IO
 
 FIELDS = ("request_id", "latency_ms", "outcome", "status", "replica", "batch_size")
 
@@ -35,16 +35,6 @@ def json_logger(name: str, stream: IO[str]) -> logging.Logger:
     log.setLevel(logging.INFO)
     log.propagate = False
     return log
-
-
-def log_records(log: logging.Logger, records: Iterable) -> int:
-    """One log line per load-generator Record (request id = its index); returns lines written."""
-    n = 0
-    for r in records:
-        log.info("request", extra={"request_id": f"req-{r.index}", "latency_ms": round(r.latency_ms, 3),
-                                   "outcome": r.outcome, "status": r.status})
-        n += 1
-    return n
 
 
 def read_json_lines(text: str) -> list[dict]:

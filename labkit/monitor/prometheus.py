@@ -1,8 +1,8 @@
 """A real Prometheus server for a notebook or a test: generated config, free port, ready wait, always stopped.
 
     with PrometheusProcess(targets=[server.url]) as prom:
-        prom.wait_for_scrapes(2)
-        prom.query('sum(rate(labkit_requests_total[5s]))')
+        run_open_loop(server.url + "/predict", bodies, rate=100, count=200)
+        prom.wait_for_value('sum(labkit_requests_total)', 200)
 
 It runs the Debian `prometheus` binary (apt-get install prometheus) as a ServerProcess child, so it shares
 the launch on a free loopback port, the clean-up at exit and the SIGKILL of its process group. The course
@@ -144,18 +144,15 @@ class PrometheusProcess(ServerProcess):
         """Scrape targets whose last scrape succeeded."""
         return sum(t["health"] == "up" for t in self.api("targets")["activeTargets"])
 
-    def wait_for_scrapes(self, n: int = 2, timeout_s: float = 20.0) -> float:
-        """Block until every target has been scraped n times (samples exist for rate()); seconds waited."""
-        start, want = time.monotonic(), len(self.prom_config.targets)
-        while time.monotonic() - start < timeout_s:
-            try:
-                counts = self.query("count_over_time(up[1m])")
-            except (RuntimeError, OSError):
-                counts = {}
-            if len(counts) >= want and min(counts.values()) >= n and self.targets_up() >= want:
-                return time.monotonic() - start
-            time.sleep(0.2)
-        raise TimeoutError(f"targets not scraped {n} times in {timeout_s:g} s: {self.api('targets')}")
+    def wait_for_value(self, promql: str, want: float, timeout_s: float = 15.0, poll_s: float = 0.2) -> float:
+        """Poll a query until it returns `want` (a scrape after a load run has landed); the last value seen."""
+        deadline, got = time.monotonic() + timeout_s, float("nan")
+        while time.monotonic() < deadline:
+            got = self.value(promql)
+            if got == want:
+                break
+            time.sleep(poll_s)
+        return got
 
     def wait_for_alert(self, name: str, state: str | None = "firing", timeout_s: float = 30.0,
                        poll_s: float = 0.25) -> tuple[float, list[tuple[float, str]]]:
