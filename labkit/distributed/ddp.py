@@ -28,6 +28,7 @@ class DDPConfig:
     hidden: tuple[int, ...] = (64,)
     seed: int = 0               # model init and the sampler's shuffle
     bucket_cap_mb: float = 25.0  # DDP's gradient bucket size (its default)
+    batch_norm: bool = False    # BatchNorm normalizes with each rank's own local batch (SyncBatchNorm: GPU only)
 
 
 def digits_flat(n: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -43,7 +44,7 @@ def digits_flat(n: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
 def make_model(config: DDPConfig, seed: int | None = None) -> nn.Module:
     """The course MLP on 64 features, initialised from `seed` (config.seed by default)."""
     torch.manual_seed(config.seed if seed is None else seed)
-    return MLP(64, config.hidden, 10)
+    return MLP(64, config.hidden, 10, batch_norm=config.batch_norm)
 
 
 def flat_params(model: nn.Module) -> torch.Tensor:

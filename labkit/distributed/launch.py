@@ -7,6 +7,7 @@ process start-up and `import torch` once. `torchrun -m labkit.distributed` is th
 """
 from __future__ import annotations
 
+import importlib
 import os
 import pickle
 import queue
@@ -85,6 +86,19 @@ def spawn(fn: Callable, world_size: int = 2, args: tuple = (), backend: str = "g
     return [pickle.loads(got[rank]) for rank in range(world_size)]
 
 
+def rank_info(rank: int, world_size: int) -> dict:
+    """Who this rank is: its process, backend and intra-op threads (runs inside a rank)."""
+    return {"rank": rank, "world_size": world_size, "pid": os.getpid(), "backend": dist.get_backend(),
+            "threads": torch.get_num_threads()}
+
+
+def fail_on_rank(rank: int, world_size: int, bad_rank: int) -> None:
+    """Rank `bad_rank` raises; the others wait in a barrier for it forever (the failure the launchers must clean up)."""
+    if rank == bad_rank:
+        raise RuntimeError(f"rank {rank} fails on purpose")
+    dist.barrier()
+
+
 def alive(processes) -> int:
     """How many of these processes are still running."""
     return sum(p.is_alive() for p in processes)
@@ -97,6 +111,7 @@ class RemoteError(RuntimeError):
 def _serve(rank: int, world_size: int, port: int, backend: str, threads: int, inbox, outbox) -> None:
     """A Cluster rank: join the group once, then run each (fn, args) it is sent until it gets None."""
     torch.set_num_threads(threads)
+    importlib.import_module("torch._dynamo")  # DDP and optimizers import it on first use (seconds): pay it now
     init_group(rank, world_size, port, backend)
     try:
         while (task := inbox.get()) is not None:

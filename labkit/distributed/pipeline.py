@@ -19,7 +19,7 @@ from torch import nn
 @dataclass(frozen=True)
 class PipeConfig:
     width: int = 256        # hidden units of every layer
-    depth: int = 6          # hidden Linear+ReLU layers, split evenly between the two stages
+    depth: int = 7          # hidden Linear+ReLU layers: 4 on rank 0 (the first one narrow), 3 and the head on rank 1
     batch: int = 256        # samples per step, cut into micro-batches
     seed: int = 0
 
@@ -36,8 +36,9 @@ def make_deep_mlp(config: PipeConfig, in_features: int = 64, classes: int = 10) 
 
 
 def split_stages(model: nn.Sequential) -> tuple[nn.Sequential, nn.Sequential]:
-    """The first half of the hidden layers and the rest (with the head)."""
-    cut = 2 * (len(model) // 4)  # after a ReLU: (Linear, ReLU) pairs, then the head
+    """Two stages of about equal work: the first (depth + 1) // 2 (Linear, ReLU) pairs, then the rest and the head."""
+    pairs = (len(model) - 1) // 2  # the first pair is narrow (64 inputs), so an odd depth balances the stages
+    cut = 2 * ((pairs + 1) // 2)
     return model[:cut], model[cut:]
 
 
