@@ -32,9 +32,9 @@ def test_over_target_with_backlog_grows_batch_additively():
 
 
 def test_slow_forward_without_backlog_halves_batch_not_below_min():
-    knobs, _ = aimd_step(Knobs(16, 0.0), obs(20.0, queue=1, forward_ms=8.0), RULE)
+    knobs, _ = aimd_step(Knobs(16, 0.0), obs(20.0, queue=1, forward_ms=12.0), RULE)
     assert knobs.max_batch == 8
-    assert aimd_step(Knobs(5, 0.0), obs(20.0, queue=1, forward_ms=8.0), RULE)[0].max_batch == 4
+    assert aimd_step(Knobs(5, 0.0), obs(20.0, queue=1, forward_ms=12.0), RULE)[0].max_batch == 4
 
 
 def test_tiny_wait_snaps_to_zero():
@@ -151,6 +151,18 @@ def test_schedule_and_level_table():
     assert table.loc["high", "failed_fraction"] == pytest.approx(0.5)
 
 
+def test_on_schedule_maps_history_into_steps():
+    import pandas as pd
+
+    from labkit.tune.steps import on_schedule
+
+    steps_table = pd.DataFrame({"step": [0, 1], "start_wall_s": [100.0, 200.0], "elapsed_s": [1.0, 1.0],
+                                "offset_s": [0.0, 1.0]})
+    history = pd.DataFrame({"t_s": [100.5, 150.0, 200.25], "max_batch": [4, 8, 12]})
+    mapped = on_schedule(history, steps_table, slack_s=0.0)
+    assert mapped["max_batch"].tolist() == [4, 12] and mapped["t"].tolist() == [0.5, 1.25]
+
+
 def test_controller_runs_inside_a_real_server():
     """labkit serve --extensions labkit.tune.controller:routes: GET /tuning shows decisions under load."""
     import json
@@ -181,3 +193,11 @@ def test_grid_study_asks_every_point_in_order():
     asked = [suggest_config(study.ask(), grid_space(axes, base), base) for _ in range(grid_size(axes))]
     assert [(c.engine, c.max_batch) for c in asked] == [(p["engine"], p["max_batch"]) for p in grid_points(axes)]
     assert all(c.threads == base.threads and c.queue_limit == base.queue_limit for c in asked)
+
+
+def test_slo_for_keeps_the_minimum_on_a_quiet_machine_and_scales_on_a_busy_one():
+    from labkit.tune.serving import slo_for
+
+    assert slo_for(6.0, 20.0) == 20.0
+    assert slo_for(31.0, 20.0) == 65.0          # 2 x 31 = 62, rounded up to 5 ms
+    assert slo_for(float("nan"), 20.0) == 20.0

@@ -35,7 +35,7 @@ class AimdRule:
     min_batch: int = 4
     max_batch_cap: int = 128
     wait_cap_ms: float = 2.0       # never wait longer than this for a fuller batch
-    forward_share: float = 0.5     # a mean forward over this share of the target is itself too slow
+    forward_share: float = 1.0     # a mean forward over this share of the target is itself too slow
     interval_s: float = 0.1        # seconds between decisions
     window_s: float = 0.5          # seconds of latency history each decision reads
 

@@ -47,6 +47,24 @@ class Probe:
             raise ValueError(f"need rates, slo_ms > 0, duration_s > 0; got {self}")
 
 
+def calibrate(url: str, bodies: list[bytes], duration_s: float = 1.0, users: int = 16,
+              low_share: float = 0.25, seed: int = 0) -> dict:
+    """A reference server's scale on this machine now: closed-loop capacity (req/s) at `users`, and the p99
+    (ms) of an open loop at low_share of that capacity, the latency floor a busy machine raises."""
+    from labkit.serve.benchmark import http_bound
+
+    capacity = http_bound(url, bodies, users=users, duration_s=duration_s)
+    low = run_open_loop(url, bodies, low_share * capacity, duration_s=duration_s, timeout_s=5.0, seed=seed)
+    return {"capacity_rps": capacity, "floor_p99_ms": low.summary()["p99_ms"]}
+
+
+def slo_for(floor_p99_ms: float, minimum_ms: float, factor: float = 2.0, step_ms: float = 5.0) -> float:
+    """The SLO: minimum_ms, or factor x the measured floor rounded up to step_ms when the machine is slower."""
+    if math.isnan(floor_p99_ms):
+        return minimum_ms
+    return max(minimum_ms, math.ceil(factor * floor_p99_ms / step_ms) * step_ms)
+
+
 def config_from(params: dict, base: ServeConfig) -> ServeConfig:
     """base with the searched fields replaced (unknown names raise)."""
     return base.replace(**params)
