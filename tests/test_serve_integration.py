@@ -47,7 +47,10 @@ def test_health_predict_and_metrics(server):
         r = client.post("/predict", json={"inputs": texts})
         metrics = client.get("/metrics").text
     assert health.status_code == 200
-    assert health.json() == {"status": "ok", "model": "text", "pid": server.pid, "in_flight": 0, "admission_limit": 256}
+    body = health.json()
+    assert {k: body[k] for k in ("status", "model", "pid", "in_flight", "admission_limit")} == \
+        {"status": "ok", "model": "text", "pid": server.pid, "in_flight": 0, "admission_limit": 256}
+    assert set(body["gate"]) >= {"held", "resumed", "expired", "retries_held", "active"}
     body = r.json()
     assert r.status_code == 200 and body["labels"] == [1, 0, 1, 0]  # the trained GRU reads word order
     assert r.headers["x-request-id"] == body["request_id"] and body["batch_size"] == 4

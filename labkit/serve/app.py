@@ -278,7 +278,8 @@ def create_app(config: ServeConfig, loader: Callable | None = None,
         rid = request.headers.get("x-request-id") or service.next_id()
         status = "saturated" if service.status == "ok" and not service.can_admit() else service.status
         body = {"status": status, "model": config.model, "pid": os.getpid(), "in_flight": service.in_flight,
-                "admission_limit": service.admission_limit()}
+                "admission_limit": service.admission_limit(),
+                **({"gate": {**service.gate.counts, "active": service.gate.active}} if service.gate else {})}
         return _json(200 if status == "ok" else 503, body, rid)
 
     async def metrics(request: Request) -> Response:
