@@ -13,7 +13,8 @@ import pytest
 from aiohttp import web
 
 from labkit.online.policies import CanaryPolicy, Tally
-from labkit.online.router import RouterConfig, count_correct, serve_router, split_labels
+from labkit.online.feedback import count_correct, split_labels
+from labkit.online.router import RouterConfig, serve_router
 from labkit.serve.loadgen import run_open_loop
 
 
@@ -181,7 +182,8 @@ def test_bad_update_inverts_every_answer_and_fine_tune_leaves_the_original():
 
 
 def test_labelled_bodies_and_scraped_counts(replicas):
-    from labkit.online.router import labelled_bodies, scrape_answers
+    from labkit.online.feedback import labelled_bodies
+    from labkit.online.router import scrape_answers
 
     bodies = labelled_bodies(["a", "b", "c", "d", "e"], [1, 0, 1, 0, 1], items=2)
     assert [json.loads(b) for b in bodies] == [{"inputs": ["a", "b"], "labels": [1, 0]},

@@ -5,8 +5,8 @@ One `labkit serve` replica per model version (each started with its own --checkp
   * mirrors it to a shadow version, whose answer is scored and then thrown away (the client never waits);
   * adds "model_version" to the JSON answer and an X-Model-Version header, and counts answers, labelled
     items and correct items per version and role in its own Prometheus registry (GET /metrics);
-  * scores requests that carry "labels" (stripped before the replica sees them): delayed feedback made
-    immediate, so a CanaryPolicy can roll a bad canary back on its own;
+  * scores requests that carry "labels" (labkit.online.feedback: stripped before the replica sees them),
+    so a CanaryPolicy can roll a bad canary back on its own;
   * swaps versions by draining: new requests go to the new version at once, in-flight ones finish on the old.
 Run it in a thread with serve_router(...). Taught in 14_online_learning.
 """
@@ -27,7 +27,8 @@ import aiohttp
 import prometheus_client as prom
 from aiohttp import web
 
-from labkit.online.policies import CanaryPolicy, Tally, shadow_report, ShadowReport
+from labkit.online.feedback import count_correct, split_labels
+from labkit.online.policies import CanaryPolicy, ShadowReport, Tally, shadow_report
 
 now = time.perf_counter
 
@@ -278,24 +279,6 @@ class VersionRouter:
         t["agree"] += count_correct(payload.get("labels"), primary.get("labels") or [])
 
 
-def split_labels(body: bytes) -> tuple[bytes, list | None]:
-    """(body without "labels", the labels) when the request carries feedback labels; else (body, None)."""
-    if b'"labels"' not in body:
-        return body, None
-    try:
-        payload = json.loads(body)
-        labels = payload.pop("labels")
-    except (ValueError, AttributeError, KeyError, TypeError):
-        return body, None   # not ours to judge: the replica names what is wrong with it
-    return json.dumps(payload).encode(), labels if isinstance(labels, list) else None
-
-
-def labelled_bodies(inputs: list, labels: list[int], items: int = 1) -> list[bytes]:
-    """/predict bodies of `items` inputs each that also carry their "labels" (feedback the router scores)."""
-    return [json.dumps({"inputs": inputs[i:i + items], "labels": [int(y) for y in labels[i:i + items]]}).encode()
-            for i in range(0, len(inputs) - items + 1, items)]
-
-
 def scrape_answers(url: str) -> dict[tuple[str, str], float]:
     """{(version, role): answers} summed over statuses, read from the router's GET /metrics."""
     import urllib.request
@@ -311,13 +294,6 @@ def scrape_answers(url: str) -> dict[tuple[str, str], float]:
                 key = (sample.labels["version"], sample.labels["role"])
                 out[key] = out.get(key, 0.0) + sample.value
     return out
-
-
-def count_correct(predicted: object, labels: list) -> int:
-    """How many predicted labels equal the given labels, position by position."""
-    if not isinstance(predicted, list):
-        return 0
-    return sum(int(p == y) for p, y in zip(predicted, labels))
 
 
 def _stamped(status: int, payload: dict, version: str) -> web.Response:
