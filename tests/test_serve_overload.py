@@ -57,7 +57,7 @@ def connect(server) -> socket.socket:
 @pytest.fixture(scope="module")
 def server():
     config = ServeConfig(queue_limit=LIMIT, adaptive_limit=False, body_timeout_s=1.0, header_timeout_s=1.0,
-                         max_header_bytes=8192)
+                         max_header_bytes=8192, json_logs=True)
     with ServerProcess(config, startup_timeout_s=120) as s:
         yield s
 
@@ -210,3 +210,15 @@ def test_gradient_limit_does_not_grow_when_app_limited_and_checks_its_config():
         GradientConfig(initial_limit=8, min_limit=16)
     with pytest.raises(ValueError, match="tolerance"):
         GradientConfig(tolerance=0.5)
+
+
+def test_json_logs_carry_the_request_id(server):
+    import httpx
+
+    from labkit.monitor.logs import read_json_lines
+
+    httpx.post(server.url + "/predict", content=BODY, headers={"X-Request-Id": "find-me-42"}, timeout=10)
+    time.sleep(0.2)
+    lines = [line for line in server.log_tail(2000).splitlines() if line.startswith("{")]
+    rows = [row for row in read_json_lines("\n".join(lines)) if row.get("request_id") == "find-me-42"]
+    assert len(rows) == 1 and rows[0]["outcome"] == "ok" and rows[0]["status"] == 200 and rows[0]["latency_ms"] > 0

@@ -38,6 +38,7 @@ from labkit.serve.wire import (client_gone, error_body, header_refusal, outcome_
 from labkit.serve.workers import make_worker
 
 log = logging.getLogger("labkit.serve")
+access_log = logging.getLogger("labkit.serve.access")  # --json-logs: one line per /predict (labkit.monitor.logs)
 
 
 class Service:
@@ -220,6 +221,9 @@ class Predict:
         if outcome != "disconnected" and client_gone(receive):
             outcome = "disconnected"  # e.g. bytes after the body: uvicorn answered 400 itself and closed
         m.outcome[outcome].inc()
+        if config.json_logs:
+            access_log.info("request", extra={"request_id": rid.decode(), "outcome": outcome, "status": status,
+                                              "latency_ms": round((time.perf_counter() - start) * 1e3, 3)})
         await send_answer(send, status, body, rid, extra)
 
 

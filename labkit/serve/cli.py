@@ -9,6 +9,7 @@ import asyncio
 import contextlib
 import logging
 import signal
+import sys
 
 from labkit.serve.config import ServeConfig, add_config_arguments
 from labkit.serve.process import exit_with_parent
@@ -49,6 +50,10 @@ def serve(config: ServeConfig, host: str = "127.0.0.1", port: int = 8000, log_le
         failures.append(err)
         holder[0].should_exit = True
 
+    if config.json_logs:
+        from labkit.monitor.logs import json_logger
+
+        json_logger("labkit.serve.access", sys.stderr)
     app = create_app(config, on_fatal=on_fatal)
     service = app.state.service
 

@@ -39,6 +39,7 @@ class ServeConfig:
     slow_ms: float = 0.0             # extra sleep per forward (a deliberately slow replica)
     checkpoint: str | None = None    # weights to load; None = train once, then reuse the cached weights
     extensions: str = ""             # extra endpoints: comma-separated "module:function", each (Service) -> [Route]
+    json_logs: bool = False          # one JSON line per /predict on stderr (request id, outcome, status, latency)
 
     def __post_init__(self) -> None:
         if self.model not in MODELS:
@@ -102,6 +103,7 @@ HELP = {
     "max_items": "inputs per request", "max_body_bytes": "request body limit (413 beyond)",
     "slow_ms": "extra sleep per forward (a deliberately slow replica)",
     "gc_freeze": "after start-up, gc.freeze() its objects so full collections stay short",
+    "json_logs": "one JSON access-log line per /predict request on stderr, carrying its request id (12 §7)",
     "extensions": "extra endpoints, comma-separated module:function names, each taking the Service and "
                   "returning Starlette routes (e.g. labkit.serve.explaining:routes)",
 }
