@@ -1,0 +1,120 @@
+"""The capstone: the text service from the naive server to the course's best configuration, one lever at a time.
+
+Every step faces the same open-loop load (the same skewed bodies, the same offered rates) and is scored by
+goodput at the p99 SLO, p99 at the best rate that met it, and accuracy measured through its own /predict.
+Steps: naive -> dynamic batching -> ONNX Runtime -> result cache -> replicas behind the balancer.
+Taught in 16_deployment_and_reliability.
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import urllib.request
+from dataclasses import dataclass, field
+from typing import Sequence
+
+from labkit.serve.balancer import BalancerConfig
+from labkit.serve.benchmark import running
+from labkit.serve.config import ServeConfig
+from labkit.serve.loadgen import run_closed_loop
+from labkit.serve.replicas import BalancerProcess
+from labkit.serve.slo import goodput_at_slo
+
+
+@dataclass(frozen=True)
+class Step:
+    name: str
+    changes: dict = field(default_factory=dict)   # ServeConfig fields this step sets (on top of the base)
+    replicas: int = 1
+
+
+STEPS = (Step("naive", {"batching": False, "engine": "torch"}),
+         Step("+ batching", {"engine": "torch"}),
+         Step("+ ONNX Runtime", {"engine": "onnx"}),
+         Step("+ cache", {"engine": "onnx", "cache": True}),
+         Step("+ 2 replicas", {"engine": "onnx", "cache": True}, replicas=2))
+
+
+def labelled_bodies(n: int = 256, items: int = 32, seed: int = 1234) -> tuple[list[bytes], list[int]]:
+    """Text /predict bodies of `items` sentences each and their true labels, for accuracy through a server."""
+    from labkit.data import generate_negation_corpus
+
+    pairs = generate_negation_corpus(n, seed)
+    bodies = [json.dumps({"inputs": [s for s, _ in pairs[i:i + items]]}).encode() for i in range(0, n, items)]
+    return bodies, [y for _, y in pairs]
+
+
+def accuracy_via(url: str, bodies: Sequence[bytes], labels: Sequence[int]) -> float:
+    """Accuracy of the labels a server answers for `bodies` (POST url, one body at a time)."""
+    predicted: list[int] = []
+    for body in bodies:
+        req = urllib.request.Request(url, body, {"Content-Type": "application/json"})
+        with urllib.request.urlopen(req, timeout=30) as resp:
+            predicted += json.loads(resp.read())["labels"]
+    if len(predicted) != len(labels):
+        raise RuntimeError(f"{len(predicted)} answers for {len(labels)} inputs")
+    return sum(p == y for p, y in zip(predicted, labels)) / len(labels)
+
+
+def step_configs(base: ServeConfig, steps: Sequence[Step] = STEPS) -> list[list[ServeConfig]]:
+    """The replica configs of each step; a step with the same changes as an earlier one reuses its servers."""
+    return [[base.replace(**s.changes)] * s.replicas for s in steps]
+
+
+def run_capstone(base: ServeConfig, bodies: Sequence[bytes], slo_ms: float, rates: Sequence[float], *,
+                 steps: Sequence[Step] = STEPS, duration_s: float = 1.0, refine: int = 0,
+                 accuracy_n: int = 256, log=print):
+    """One row per step: goodput at p99 <= slo_ms over `rates`, p99 and offered rate there, accuracy."""
+    import pandas as pd
+
+    configs = step_configs(base, steps)
+    pool: list[ServeConfig] = []           # distinct server processes: shared between steps where equal
+    for group in configs:
+        for k, c in enumerate(group):
+            if sum(p == c for p in pool) <= k:
+                pool.append(c)
+    acc_bodies, labels = labelled_bodies(accuracy_n)
+    rows = []
+    with running(*pool) as servers:
+        for step, group in zip(steps, configs):
+            urls = _urls(pool, servers, group)
+            with _front(urls) as url:
+                run_closed_loop(url, bodies, users=8, duration_s=0.3, timeout_s=5.0)   # warm-up
+                found = goodput_at_slo(url, bodies, slo_ms, rates, duration_s=duration_s, refine=refine,
+                                       timeout_s=5.0)
+                best = _best_row(found.table)
+                rows.append({"step": step.name, "goodput_rps": found.goodput_rps, "rate_rps": found.rate_rps,
+                             "p99_ms": best.get("p99_ms", float("nan")),
+                             "rejected": int(found.table["rejected"].sum()),
+                             "error": int(found.table["error"].sum()),
+                             "accuracy": accuracy_via(url, acc_bodies, labels),
+                             "probes": len(found.table)})
+                log(f"{step.name}: goodput {found.goodput_rps:.0f} req/s at p99 <= {slo_ms:g} ms")
+    return pd.DataFrame(rows)
+
+
+def _urls(pool: Sequence[ServeConfig], servers, group: Sequence[ServeConfig]) -> list[str]:
+    taken: list[int] = []
+    for c in group:
+        i = next(i for i, p in enumerate(pool) if p == c and i not in taken)
+        taken.append(i)
+    return [f"{servers[i].url}/predict" for i in taken]
+
+
+@contextlib.contextmanager
+def _front(urls: Sequence[str]):
+    """The one URL of a step: the server itself, or a balancer process in front of its replicas (its own
+    process, so it does not share the load generator's interpreter)."""
+    if len(urls) == 1:
+        yield urls[0]
+        return
+    with BalancerProcess([u.rsplit("/predict", 1)[0] for u in urls], BalancerConfig()) as bal:
+        yield f"{bal.url}/predict"
+
+
+def _best_row(table) -> dict:
+    """The summary of the highest rate that met the SLO (or of the lowest rate probed if none did)."""
+    passed = table[table["meets_slo"]]
+    if len(passed):
+        return passed.sort_values("offered_rps").iloc[-1].to_dict()
+    return table.sort_values("offered_rps").iloc[0].to_dict() if len(table) else {}
