@@ -29,10 +29,11 @@ def average_gradients(model: nn.Module) -> None:
 def train_data_parallel(model: nn.Module, local_batches: list, lr: float) -> nn.Module:
     """Broadcast rank 0's weights, then one synchronized SGD step per local (x, y) batch."""
     broadcast_parameters(model, src=0)
-    optimizer = torch.optim.SGD(model.parameters(), lr=lr)
     for x, y in local_batches:
-        optimizer.zero_grad()
+        model.zero_grad()
         nn.functional.cross_entropy(model(x), y).backward()
         average_gradients(model)
-        optimizer.step()
+        with torch.no_grad():
+            for p in model.parameters():
+                p -= lr * p.grad
     return model
