@@ -68,3 +68,16 @@ def test_rolling_update_under_load_loses_no_request():
         assert rows[0]["start_s"] > 0 and rows[0]["drain_s"] >= 0 and not math.isnan(rows[0]["stop_s"])
     t = totals(load.chunks)
     assert t["sent"] > 0 and t["error"] == t["timeout"] == t["rejected"] == 0 and t["ok"] == t["sent"]
+
+
+def test_scaler_decides_one_change_at_a_time_within_bounds():
+    from labkit.deploy.scaler import ScalerConfig, decide
+
+    c = ScalerConfig(min_replicas=1, max_replicas=3, high_outstanding=4.0, low_outstanding=0.5, down_after=3)
+    assert decide(5.0, 1, False, 0, c) == 1
+    assert decide(5.0, 3, False, 0, c) == 0          # at the ceiling
+    assert decide(5.0, 1, True, 0, c) == 0           # a change is still under way
+    assert decide(0.1, 2, False, 3, c) == -1 and decide(0.1, 2, False, 2, c) == 0
+    assert decide(0.1, 1, False, 9, c) == 0          # at the floor
+    with pytest.raises(ValueError):
+        ScalerConfig(min_replicas=2, max_replicas=1)
