@@ -201,3 +201,4 @@ def test_slo_for_keeps_the_minimum_on_a_quiet_machine_and_scales_on_a_busy_one()
     assert slo_for(6.0, 20.0) == 20.0
     assert slo_for(31.0, 20.0) == 65.0          # 2 x 31 = 62, rounded up to 5 ms
     assert slo_for(float("nan"), 20.0) == 20.0
+    assert slo_for(500.0, 20.0) == 80.0         # capped at 4 x the minimum

@@ -48,21 +48,25 @@ class Probe:
 
 
 def calibrate(url: str, bodies: list[bytes], duration_s: float = 1.0, users: int = 16,
-              low_share: float = 0.25, seed: int = 0) -> dict:
-    """A reference server's scale on this machine now: closed-loop capacity (req/s) at `users`, and the p99
-    (ms) of an open loop at low_share of that capacity, the latency floor a busy machine raises."""
+              low_share: float = 0.25, repeats: int = 3, seed: int = 0) -> dict:
+    """A reference server's scale on this machine now: closed-loop capacity (req/s) at `users`, and the latency
+    floor: the lowest p99 (ms) of `repeats` short open loops at low_share of that capacity (one scheduling
+    spike on a shared machine moves a single p99; it rarely moves all of them)."""
     from labkit.serve.benchmark import http_bound
 
     capacity = http_bound(url, bodies, users=users, duration_s=duration_s)
-    low = run_open_loop(url, bodies, low_share * capacity, duration_s=duration_s, timeout_s=5.0, seed=seed)
-    return {"capacity_rps": capacity, "floor_p99_ms": low.summary()["p99_ms"]}
+    floors = [run_open_loop(url, bodies, low_share * capacity, duration_s=duration_s / repeats, timeout_s=5.0,
+                            seed=seed + k).summary()["p99_ms"] for k in range(repeats)]
+    return {"capacity_rps": capacity, "floor_p99_ms": float(min(floors))}
 
 
-def slo_for(floor_p99_ms: float, minimum_ms: float, factor: float = 2.0, step_ms: float = 5.0) -> float:
-    """The SLO: minimum_ms, or factor x the measured floor rounded up to step_ms when the machine is slower."""
+def slo_for(floor_p99_ms: float, minimum_ms: float, factor: float = 2.0, step_ms: float = 5.0,
+            cap: float = 4.0) -> float:
+    """The SLO: minimum_ms, or factor x the measured floor rounded up to step_ms when the machine is slower,
+    but never more than cap x minimum_ms (beyond that the SLO would stop being a latency objective)."""
     if math.isnan(floor_p99_ms):
         return minimum_ms
-    return max(minimum_ms, math.ceil(factor * floor_p99_ms / step_ms) * step_ms)
+    return min(cap * minimum_ms, max(minimum_ms, math.ceil(factor * floor_p99_ms / step_ms) * step_ms))
 
 
 def config_from(params: dict, base: ServeConfig) -> ServeConfig:
