@@ -21,6 +21,10 @@ def test_make_version_is_a_new_file_with_fp16_rounded_weights(tmp_path):
     assert new["w"].dtype == torch.float32 and not torch.equal(new["w"], w)
     assert torch.allclose(new["w"], w, rtol=1e-3, atol=1e-4) and torch.equal(new["w"], w.half().float())
     assert new["steps"].item() == 3
+    again = make_version(src, tmp_path / "other-name.pt")
+    assert again.read_bytes() == (tmp_path / "v2.pt").read_bytes()     # same weights, same bytes, same ONNX cache
+    scaled = torch.load(make_version(src, tmp_path / "v3.pt", scale=2.0), weights_only=True)["model"]["w"]
+    assert torch.equal(scaled, (2 * w).half().float())
 
 
 def test_cost_arithmetic():

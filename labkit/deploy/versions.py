@@ -6,6 +6,7 @@ adds GET /version to a replica. Taught in 16_deployment_and_reliability.
 """
 from __future__ import annotations
 
+import io
 import os
 from pathlib import Path
 
@@ -17,14 +18,20 @@ from starlette.routing import Route
 EXTENSION = "labkit.deploy.versions:routes"
 
 
-def make_version(source: str | Path, target: str | Path) -> Path:
-    """Copy a labkit checkpoint with every float weight rounded through float16 (a new version of the model)."""
+def make_version(source: str | Path, target: str | Path, scale: float = 1.0) -> Path:
+    """Copy a labkit checkpoint with every float weight times `scale`, rounded through float16 (a new version).
+
+    The bytes depend only on the weights (not on the file name), so the same version always has the same
+    ONNX export cache entry (labkit.serve.engines.onnx_file hashes the file)."""
     ckpt = torch.load(Path(source), map_location="cpu", weights_only=True)
-    ckpt["model"] = {k: v.half().to(v.dtype) if v.is_floating_point() else v for k, v in ckpt["model"].items()}
+    ckpt["model"] = {k: (v * scale).half().to(v.dtype) if v.is_floating_point() else v
+                     for k, v in ckpt["model"].items()}
+    buffer = io.BytesIO()
+    torch.save(ckpt, buffer)   # to a buffer: a file's name would end up inside the archive
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.with_suffix(f".{os.getpid()}.tmp")
-    torch.save(ckpt, tmp)
+    tmp.write_bytes(buffer.getvalue())
     os.replace(tmp, target)
     return target
 
