@@ -31,6 +31,13 @@ def test_over_target_with_backlog_grows_batch_additively():
     assert knobs == Knobs(24, 0.5) and "drain" in why
 
 
+def test_full_batches_count_as_backlog_when_the_queue_looks_short():
+    full = Observation(20.0, 100, 1, 1.0, batch_rows=15.0)     # admission upstream keeps in_flight at 1
+    assert aimd_step(Knobs(16, 1.0), full, RULE)[0].max_batch == 24
+    half = Observation(20.0, 100, 1, 1.0, batch_rows=6.0)
+    assert aimd_step(Knobs(16, 1.0), half, RULE)[0].max_batch == 16
+
+
 def test_slow_forward_without_backlog_halves_batch_not_below_min():
     knobs, _ = aimd_step(Knobs(16, 0.0), obs(20.0, queue=1, forward_ms=12.0), RULE)
     assert knobs.max_batch == 8

@@ -6,7 +6,7 @@ Every `interval_s` it reads the server's own latency histogram (the one /metrics
 `window_s`, estimates p99 the way Prometheus's histogram_quantile does, and applies an AIMD rule in the
 spirit of Clipper's adaptive batching: a p99 over the target halves max wait (waiting is pure latency
 when latency is the problem) and, when a backlog is queued, adds rows to max batch (bigger forwards drain
-it); without a backlog, a slow forward halves max batch (Clipper's multiplicative decrease). With headroom,
+it; batches leaving full count as a backlog too); without a backlog, a slow forward halves max batch (Clipper's multiplicative decrease). With headroom,
 max batch grows while batches leave full and max wait grows while requests queue, up to caps.
 The rule is a pure function (`aimd_step`), tested apart from the thread that runs it.
 Taught in 11_dynamic_tuning.
@@ -36,6 +36,7 @@ class AimdRule:
     max_batch_cap: int = 128
     wait_cap_ms: float = 2.0       # never wait longer than this for a fuller batch
     forward_share: float = 1.0     # a mean forward over this share of the target is itself too slow
+    full_share: float = 0.8        # batches this full on average count as a backlog (the cap binds)
     interval_s: float = 0.1        # seconds between decisions
     window_s: float = 0.5          # seconds of latency history each decision reads
 
@@ -59,12 +60,15 @@ class Observation:
     requests: int
     queue: int          # admitted-but-unanswered requests (Service.in_flight)
     forward_ms: float   # mean seconds per forward in the window, in ms (NaN if none ran)
+    batch_rows: float = float("nan")  # mean rows per forward in the window (NaN if none ran)
 
 
 def aimd_step(knobs: Knobs, obs: Observation, rule: AimdRule) -> tuple[Knobs, str]:
     """One decision: the new knobs and the reason ("hold", "decrease", "drain", "increase", ...)."""
     batch, wait = knobs.max_batch, knobs.max_wait_ms
-    backlog = obs.queue >= batch
+    # backlog: more queued than one batch holds, or batches leaving (nearly) full: the cap binds. The second
+    # sign still shows when admission upstream (a transport gate, an adaptive limit) keeps the queue short.
+    backlog = obs.queue >= batch or obs.batch_rows >= rule.full_share * batch
     if obs.requests == 0 or math.isnan(obs.p99_ms):
         return knobs, "idle"
     if obs.p99_ms > rule.target_ms:
@@ -136,16 +140,18 @@ class Controller:
     def observe(self) -> Observation:
         """The window's observation: deltas between the newest snapshot and the one window_s ago."""
         m, now = self.service.metrics, self.clock()
-        lat, fwd = read_histogram(m.latency), read_histogram(m.forward)
-        self._snapshots.append((now, lat[1], fwd[2], fwd[3]))
+        lat, fwd, rows = read_histogram(m.latency), read_histogram(m.forward), read_histogram(m.batch_size)
+        self._snapshots.append((now, lat[1], fwd[2], fwd[3], rows[2]))
         while len(self._snapshots) > 1 and self._snapshots[1][0] <= now - self.rule.window_s:
             self._snapshots.popleft()
-        _, old_counts, old_sum, old_n = self._snapshots[0]
+        _, old_counts, old_sum, old_n, old_rows = self._snapshots[0]
         window = [c - o for c, o in zip(lat[1], old_counts)]
         forwards = fwd[3] - old_n
         forward_ms = (fwd[2] - old_sum) / forwards * 1e3 if forwards else float("nan")
+        batch_rows = (rows[2] - old_rows) / forwards if forwards else float("nan")
         p99_ms = histogram_quantile(lat[0], window, 0.99) * 1e3
-        return Observation(p99_ms, int(window[-1]) if window else 0, int(self.service.in_flight), forward_ms)
+        return Observation(p99_ms, int(window[-1]) if window else 0, int(self.service.in_flight), forward_ms,
+                           batch_rows)
 
     def tick(self) -> dict:
         """Observe, decide, apply to the batcher, record; returns the recorded row."""
