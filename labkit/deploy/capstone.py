@@ -64,7 +64,9 @@ def step_configs(base: ServeConfig, steps: Sequence[Step] = STEPS) -> list[list[
 def run_capstone(base: ServeConfig, bodies: Sequence[bytes], slo_ms: float, rates: Sequence[float], *,
                  steps: Sequence[Step] = STEPS, duration_s: float = 1.0, refine: int = 0,
                  accuracy_n: int = 256, log=print):
-    """One row per step: goodput at p99 <= slo_ms over `rates`, p99 and offered rate there, accuracy."""
+    """One row per step: goodput at p99 <= slo_ms over `rates`, p99 and offered rate there, the next probed rate
+    that missed the SLO (NaN: none did, the step may serve more), rejections and errors over all probes,
+    accuracy through the step's /predict."""
     import pandas as pd
 
     configs = step_configs(base, steps)
@@ -83,7 +85,9 @@ def run_capstone(base: ServeConfig, bodies: Sequence[bytes], slo_ms: float, rate
                 found = goodput_at_slo(url, bodies, slo_ms, rates, duration_s=duration_s, refine=refine,
                                        timeout_s=5.0)
                 best = _best_row(found.table)
+                above = found.table[~found.table["meets_slo"] & (found.table["offered_rps"] > found.rate_rps)]
                 rows.append({"step": step.name, "goodput_rps": found.goodput_rps, "rate_rps": found.rate_rps,
+                             "next_failed_rps": float(above["offered_rps"].min()) if len(above) else float("nan"),
                              "p99_ms": best.get("p99_ms", float("nan")),
                              "rejected": int(found.table["rejected"].sum()),
                              "error": int(found.table["error"].sum()),
