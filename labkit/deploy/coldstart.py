@@ -61,3 +61,14 @@ def reaction_time_s(cold_start_s: float, health_interval_s: float, scaler_interv
     if min(cold_start_s, health_interval_s, scaler_interval_s) < 0:
         raise ValueError("times must be >= 0")
     return scaler_interval_s + cold_start_s + health_interval_s
+
+
+def package_size_mb(name: str) -> float:
+    """Disk size (MB) of an installed package's directory: what a container image layer carries for it."""
+    import importlib.util
+
+    spec = importlib.util.find_spec(name)
+    if spec is None or not spec.submodule_search_locations:
+        raise ModuleNotFoundError(f"{name} is not an installed package")
+    root = Path(list(spec.submodule_search_locations)[0])
+    return sum(p.stat().st_size for p in root.rglob("*") if p.is_file()) / 1e6
