@@ -85,3 +85,9 @@ def test_scaler_decides_one_change_at_a_time_within_bounds():
     assert decide(0.1, 1, False, 9, c) == 0          # at the floor
     with pytest.raises(ValueError):
         ScalerConfig(min_replicas=2, max_replicas=1)
+
+
+def test_package_size_counts_files_and_refuses_a_missing_package():
+    assert coldstart.package_size_mb("labkit") > 0.1
+    with pytest.raises(ModuleNotFoundError):
+        coldstart.package_size_mb("no_such_package_labkit")
