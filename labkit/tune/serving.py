@@ -13,6 +13,7 @@ from __future__ import annotations
 import itertools
 import math
 from dataclasses import dataclass
+from typing import Callable
 
 from labkit.serve.benchmark import running
 from labkit.serve.config import ServeConfig
@@ -110,25 +111,30 @@ def record(trial, result: dict, slo_ms: float) -> None:
 def run_search(study, n_trials: int, bodies: list[bytes], probe: Probe, space: dict[str, tuple],
                base: ServeConfig, parallel: int = 4) -> object:
     """Ask-and-tell in rounds of `parallel`: start those servers together, measure each, tell Optuna."""
-    return run_searches([(study, space)], n_trials, bodies, probe, base, parallel)[0]
+    return run_searches([(study, space)], n_trials, bodies, probe, base, parallel)[0][0]
 
 
-def run_searches(searches: list[tuple[object, dict]], n_trials: int, bodies: list[bytes], probe: Probe,
-                 base: ServeConfig, parallel: int = 4) -> list:
+def run_searches(searches: list[tuple[object, dict]], n_trials: int, bodies: list[bytes],
+                 probe: Probe | Callable[[str], Probe], base: ServeConfig, parallel: int = 4) -> tuple[list, Probe]:
     """Several (study, space) pairs with the same trial budget, in rounds: each round asks every study for up
-    to `parallel` trials, starts all their servers at once, measures them one by one, and tells each study."""
+    to `parallel` trials, starts all their servers at once, measures them one by one, and tells each study.
+    `probe` may be a function of a reference server's /predict URL (e.g. calibrated on it): that server runs
+    `base` and starts with the first round's servers, which saves a start-up. Returns (studies, probe)."""
     done = 0
     while done < n_trials:
         k = min(parallel, n_trials - done)
         asked = [(study, study.ask(), space) for study, space in searches for _ in range(k)]
         configs = [suggest_config(trial, space, base) for _, trial, space in asked]
-        with running(*configs) as servers:
-            for (study, trial, _), server in zip(asked, servers):
+        reference = [base] if callable(probe) else []
+        with running(*reference, *configs) as servers:
+            if reference:
+                probe = probe(servers[0].url + "/predict")
+            for (study, trial, _), server in zip(asked, servers[len(reference):]):
                 result = measure(server.url + "/predict", bodies, probe)
                 record(trial, result, probe.slo_ms)
                 study.tell(trial, result["goodput_rps"])
         done += k
-    return [study for study, _ in searches]
+    return [study for study, _ in searches], probe
 
 
 def tpe_study(seed: int = 0, startup_trials: int = 4):
@@ -193,6 +199,7 @@ class Verification:
     duration_s: float = 1.5
     refine: int = 1
     repeats: int = 1                     # whole ladders per config, interleaved between configs
+    patience: int = 2                    # misses in a row that end a ladder
 
 
 def verify(urls: dict[str, str], bodies: list[bytes], probe: Probe, check: Verification) -> object:
@@ -204,7 +211,8 @@ def verify(urls: dict[str, str], bodies: list[bytes], probe: Probe, check: Verif
     for repeat, (name, url) in itertools.product(range(check.repeats), urls.items()):
         run_closed_loop(url, bodies, users=8, duration_s=probe.warmup_s or 0.3, timeout_s=5.0)
         found = goodput_at_slo(url, bodies, probe.slo_ms, check.rates_rps, duration_s=check.duration_s,
-                               refine=check.refine, max_failed=probe.max_failed, timeout_s=probe.timeout_s)
+                               refine=check.refine, max_failed=probe.max_failed, timeout_s=probe.timeout_s,
+                               patience=check.patience)
         passed = found.table[found.table["meets_slo"]]
         p99 = float(passed.loc[passed["offered_rps"].idxmax(), "p99_ms"]) if len(passed) else float("nan")
         rows.append({"config": name, "repeat": repeat, "goodput_rps": found.goodput_rps,
