@@ -77,12 +77,13 @@ def test_rolling_update_under_load_loses_no_request():
 def test_scaler_decides_one_change_at_a_time_within_bounds():
     from labkit.deploy.scaler import ScalerConfig, decide
 
-    c = ScalerConfig(min_replicas=1, max_replicas=3, high_outstanding=4.0, low_outstanding=0.5, down_after=3)
-    assert decide(5.0, 1, False, 0, c) == 1
-    assert decide(5.0, 3, False, 0, c) == 0          # at the ceiling
-    assert decide(5.0, 1, True, 0, c) == 0           # a change is still under way
-    assert decide(0.1, 2, False, 3, c) == -1 and decide(0.1, 2, False, 2, c) == 0
-    assert decide(0.1, 1, False, 9, c) == 0          # at the floor
+    c = ScalerConfig(min_replicas=1, max_replicas=3, high_outstanding=4.0, low_outstanding=0.5, down_after=3,
+                     up_after=2)
+    assert decide(2, 1, False, 0, c) == 1 and decide(1, 1, False, 0, c) == 0   # one busy look is a burst
+    assert decide(5, 3, False, 0, c) == 0            # at the ceiling
+    assert decide(5, 1, True, 0, c) == 0             # a change is still under way
+    assert decide(0, 2, False, 3, c) == -1 and decide(0, 2, False, 2, c) == 0
+    assert decide(0, 1, False, 9, c) == 0            # at the floor
     with pytest.raises(ValueError):
         ScalerConfig(min_replicas=2, max_replicas=1)
 

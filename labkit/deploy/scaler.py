@@ -22,19 +22,21 @@ class ScalerConfig:
     high_outstanding: float = 4.0   # mean requests in flight per replica above this: scale up
     low_outstanding: float = 0.5    # below this for down_after looks in a row: scale down
     down_after: int = 8
+    up_after: int = 2               # busy looks in a row before a scale-up (one burst does not start a replica)
 
     def __post_init__(self) -> None:
         if not 1 <= self.min_replicas <= self.max_replicas:
             raise ValueError(f"need 1 <= min_replicas <= max_replicas; got {self.min_replicas}, {self.max_replicas}")
-        if not 0 <= self.low_outstanding < self.high_outstanding or self.interval_s <= 0 or self.down_after < 1:
+        if not 0 <= self.low_outstanding < self.high_outstanding or self.interval_s <= 0 or self.down_after < 1 or self.up_after < 1:
             raise ValueError("need 0 <= low < high outstanding, interval_s > 0, down_after >= 1")
 
 
-def decide(per_replica: float, active: int, pending: bool, calm_looks: int, config: ScalerConfig) -> int:
-    """+1 (start one), -1 (retire one) or 0, from the mean outstanding per replica and the recent calm looks."""
+def decide(busy_looks: int, active: int, pending: bool, calm_looks: int, config: ScalerConfig) -> int:
+    """+1 (start one), -1 (retire one) or 0, from the recent busy looks (mean outstanding per replica above
+    high_outstanding) and calm looks (below low_outstanding) in a row."""
     if pending:
         return 0    # one change at a time: wait until the last one took effect
-    if per_replica > config.high_outstanding and active < config.max_replicas:
+    if busy_looks >= config.up_after and active < config.max_replicas:
         return 1
     if calm_looks >= config.down_after and active > config.min_replicas:
         return -1
@@ -61,18 +63,19 @@ class Scaler:
         return self
 
     def _loop(self) -> None:
-        calm = 0
+        calm = busy = 0
         while not self._stop.wait(self.config.interval_s):
             replicas = self.fleet.running.balancer.replicas
             active = self.fleet.active
             outstanding = sum(r.outstanding for r in replicas)
             per = outstanding / max(active, 1)
             calm = calm + 1 if per < self.config.low_outstanding else 0
+            busy = busy + 1 if per > self.config.high_outstanding else 0
             self.history.append({"t_s": time.perf_counter() - self.t0, "active": active,
                                  "outstanding": outstanding})
-            step = decide(per, active, self._pending.is_set(), calm, self.config)
+            step = decide(busy, active, self._pending.is_set(), calm, self.config)
             if step:
-                calm = 0
+                calm = busy = 0
                 self._pending.set()
                 worker = threading.Thread(target=self._up if step > 0 else self._down, daemon=True)
                 self._workers.append(worker)
