@@ -41,8 +41,8 @@ def test_overload_every_request_accounted_and_rejections_fast(naive_server):
     assert after.get("ok", 0) - before.get("ok", 0) == s["ok"]
     assert after.get("queue_full", 0) - before.get("queue_full", 0) == s["rejected"]
     rejected = sorted(r.latency_ms for r in result.records if r.outcome == "rejected")
-    admitted = sorted(r.latency_ms for r in result.records if r.outcome == "ok")
-    assert rejected[len(rejected) // 2] < admitted[len(admitted) // 2]  # turned away at once, not queued
+    # turned away after at most the transport's hold (5 ms) plus the client's own overhead, never queued behind work
+    assert rejected[len(rejected) // 2] < 25.0, rejected[len(rejected) // 2]
 
 
 def test_closed_loop_under_the_queue_limit_is_never_rejected(naive_server):

@@ -31,7 +31,7 @@ class GateConfig:
     """Limits the transport enforces before the app sees a request."""
     max_hold_ms: float = 5.0           # a request waits unread at most this long, then gets 429 (0: never hold)
     retry_window_ms: float = 10.0      # a request sent this soon after a 429 on the same connection is a retry...
-    retry_hold_s: float = 1.0          # ...that ignored Retry-After: it waits unread up to this long instead
+    retry_hold_s: float = 0.25         # ...that ignored Retry-After: it waits unread up to this long instead
     header_timeout_s: float = 10.0     # the request line and headers must arrive within this
     max_header_bytes: int = 65_536     # request line + headers beyond this -> 431 (uvicorn sets no limit)
 
