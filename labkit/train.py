@@ -282,3 +282,18 @@ def fit_split(model: nn.Module, split: Split, config: TrainConfig, batch_size: i
     train_loader = make_loader(split.X_train, split.y_train, batch_size, shuffle=True, seed=config.seed)
     val_loader = make_loader(split.X_val, split.y_val, val_batch_size)
     return fit(model, train_loader, val_loader, config)
+
+
+def fit_tensors(model: nn.Module, X: torch.Tensor, y: torch.Tensor, epochs: int, lr: float = 3e-3,
+                batch_size: int = 64, seed: int = 0) -> nn.Module:
+    """Adam with cross-entropy over seeded, shuffled minibatches of in-memory tensors; the model, in eval mode."""
+    optimizer = torch.optim.Adam(model.parameters(), lr=lr)
+    gen = torch.Generator().manual_seed(seed)
+    model.train()
+    for _ in range(epochs):
+        for xb, yb in minibatches(X, y, batch_size=batch_size, shuffle=True, generator=gen):
+            loss = nn.functional.cross_entropy(model(xb), yb)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+    return model.eval()

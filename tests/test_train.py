@@ -125,3 +125,21 @@ def test_summarize():
     assert row["gap"] == pytest.approx(0.2) and row["best_val_acc"] == 0.7 and row["seconds"] == 3.0
     with pytest.raises(ValueError):
         train.summarize([])
+
+
+def test_fit_tensors_is_seeded_learns_and_returns_eval_mode():
+    from labkit.models import MLP
+    from labkit.train import fit_tensors, model_accuracy
+
+    g = torch.Generator().manual_seed(0)
+    X = torch.randn(256, 4, generator=g)
+    y = (X[:, 0] + X[:, 1] > 0).long()
+
+    def run():
+        torch.manual_seed(0)
+        return fit_tensors(MLP(4, hidden=(16,), num_classes=2), X, y, epochs=20, lr=1e-2, batch_size=32, seed=3)
+
+    a, b = run(), run()
+    assert not a.training
+    assert all(torch.equal(p, q) for p, q in zip(a.parameters(), b.parameters()))  # same seed, same weights
+    assert model_accuracy(a, X, y) > 0.9

@@ -10,27 +10,18 @@ import functools
 import torch
 from torch import nn
 
-from labkit.data import load_digits_split, load_negation_corpus, minibatches
+from labkit.data import load_digits_split, load_negation_corpus
 from labkit.models import BagOfWords, SmallCNN
 from labkit.serve.lifecycle import LoadedModel, load_model
 from labkit.serve.preprocessing import TextPreprocessor, make_preprocessor
-from labkit.train import model_accuracy, set_seed
+from labkit.train import fit_tensors, model_accuracy, set_seed
 
 SEED = 0
 
 
 def _fit(model: nn.Module, X: torch.Tensor, y: torch.Tensor, epochs: int, lr: float, batch_size: int) -> nn.Module:
     """Adam over seeded shuffled minibatches; returns the model in eval mode."""
-    optimizer = torch.optim.Adam(model.parameters(), lr=lr)
-    gen = torch.Generator().manual_seed(SEED)
-    model.train()
-    for _ in range(epochs):
-        for xb, yb in minibatches(X, y, batch_size=batch_size, shuffle=True, generator=gen):
-            loss = nn.functional.cross_entropy(model(xb), yb)
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-    return model.eval()
+    return fit_tensors(model, X, y, epochs, lr=lr, batch_size=batch_size, seed=SEED)
 
 
 @functools.lru_cache(maxsize=2)

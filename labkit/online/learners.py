@@ -15,8 +15,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from labkit.data import minibatches
 from labkit.models import MLP
+from labkit.train import fit_tensors
 
 
 class Learner(Protocol):
@@ -32,16 +32,7 @@ def pretrain(X: torch.Tensor, y: torch.Tensor, epochs: int = 20, lr: float = 3e-
     """The deployed model: an MLP (64 -> 64 -> 10) trained offline on the old distribution with Adam."""
     torch.manual_seed(seed)
     model = MLP(X[0].numel(), hidden=(64,), num_classes=int(y.max()) + 1)
-    optimizer = torch.optim.Adam(model.parameters(), lr=lr)
-    gen = torch.Generator().manual_seed(seed)
-    model.train()
-    for _ in range(epochs):
-        for xb, yb in minibatches(X, y, batch_size=32, shuffle=True, generator=gen):
-            loss = nn.functional.cross_entropy(model(xb), yb)
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-    return model.eval()
+    return fit_tensors(model, X, y, epochs, lr=lr, batch_size=32, seed=seed)
 
 
 class StaticLearner:

@@ -14,28 +14,18 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from labkit.data import load_negation_corpus, minibatches
+from labkit.data import load_negation_corpus
 from labkit.serve.config import ServeConfig
 from labkit.serve.lifecycle import load_model
 from labkit.serve.process import ServerProcess
 from labkit.serve.replicas import start_servers
-from labkit.train import model_accuracy, save_checkpoint
+from labkit.train import fit_tensors, model_accuracy, save_checkpoint
 
 
 def fine_tune(model: nn.Module, X: torch.Tensor, y: torch.Tensor, epochs: int = 1, lr: float = 1e-3,
               seed: int = 0) -> nn.Module:
     """A copy of `model` after `epochs` of Adam on (X, y) in minibatches of 64 (the update)."""
-    model = copy.deepcopy(model)
-    optimizer = torch.optim.Adam(model.parameters(), lr=lr)
-    gen = torch.Generator().manual_seed(seed)
-    model.train()
-    for _ in range(epochs):
-        for xb, yb in minibatches(X, y, batch_size=64, shuffle=True, generator=gen):
-            loss = nn.functional.cross_entropy(model(xb), yb)
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-    return model.eval()
+    return fit_tensors(copy.deepcopy(model), X, y, epochs, lr=lr, batch_size=64, seed=seed)
 
 
 def swap_outputs(model: nn.Module) -> nn.Module:
