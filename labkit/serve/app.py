@@ -194,11 +194,12 @@ class Predict:
         admitted = False
         try:
             raw = await read_body(receive, declared, config.max_body_bytes, config.body_timeout_s, service)
-            if service.gate is not None and service.gate.active > service.admission_limit():
+            if service.gate is not None and service.gate.active > config.queue_limit:
                 # the headers passed the gate before earlier bodies were complete (a client that writes the body
-                # separately): counted now, this one is over the limit
+                # separately): counted now, this one is over the hard limit. Not the adaptive limit: it moves
+                # with every latency window, and refusing already-read requests here is the costly path.
                 raise HTTPError(429, "queue_full", f"{service.gate.active} requests with complete bodies; "
-                                f"admission limit {service.admission_limit()}", retry_after_s=1)
+                                f"queue limit {config.queue_limit}", retry_after_s=1)
             service.in_flight += 1  # counted once the body is complete: a stalled body holds no slot
             m.in_flight.inc()
             admitted, admitted_s = True, time.perf_counter()
