@@ -182,7 +182,9 @@ def test_controller_runs_inside_a_real_server():
     config = ServeConfig(max_batch=4, max_wait_ms=8.0, extensions="labkit.tune.controller:routes")
     env = {"LABKIT_TUNE_RULE": json.dumps({"target_ms": 2.0, "interval_s": 0.05, "window_s": 0.2})}
     with ServerProcess(config, env=env) as server:
-        run_closed_loop(server.url + "/predict", sample_bodies("text", n=16), users=4, duration_s=1.5)
+        # 2 users never fill a batch of 4, so every request waits out max_wait (4 users filled it at once: on a
+        # quiet machine p99 stayed under the 2 ms target and the rule rightly held)
+        run_closed_loop(server.url + "/predict", sample_bodies("text", n=16), users=2, duration_s=1.5)
         state = json.loads(urllib.request.urlopen(server.url + "/tuning", timeout=10).read())
     assert state["rule"]["target_ms"] == 2.0 and state["history"]
     busy = [row for row in state["history"] if row["requests"] > 0]
