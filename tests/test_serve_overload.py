@@ -157,6 +157,29 @@ def test_saturated_server_refuses_at_the_transport_and_health_says_so(slow_serve
     assert delta == {"queue_full": 1, "ok": 5}, delta
 
 
+def test_a_new_request_after_a_429_is_not_held_as_a_retry_and_its_id_is_echoed(slow_server):
+    """A retry is the *same* request resent: an open-loop client that reuses the connection at once for a new
+    request gets its own prompt 429 (held 5 ms, not 250 ms), with its X-Request-Id echoed."""
+    busy = [connect(slow_server) for _ in range(4)]
+    for sock in busy:
+        sock.sendall(head(len(BODY)) + BODY)
+    time.sleep(0.15)
+    extra = connect(slow_server)
+    extra.sendall(head(len(BODY)) + BODY)
+    assert first_answer(extra, 2.0).startswith(b"HTTP/1.1 429")
+    other = b'{"inputs": ["a different sentence"]}'
+    start = time.monotonic()
+    extra.sendall(head(len(other))[:-2] + b"X-Request-Id: abc-1\r\n\r\n" + other)
+    second = first_answer(extra, 2.0)
+    waited_ms = (time.monotonic() - start) * 1e3
+    for sock in busy:
+        first_answer(sock, 5.0)
+        sock.close()
+    extra.close()
+    assert second.startswith(b"HTTP/1.1 429") and b"x-request-id: abc-1" in second.lower(), second[:300]
+    assert waited_ms < 150, waited_ms  # a held retry would wait 250 ms or until a slot frees (~250 ms here)
+
+
 def test_client_throttling_keeps_what_would_be_refused_off_the_server(slow_server):
     url, bodies = slow_server.url + "/predict", sample_bodies("text", 8)
     before = scrape_metrics(slow_server.url)

@@ -54,7 +54,8 @@ class Service:
         self.classes = num_classes(config.model)
         self.froze_gc = False
         self._ids, self._id_prefix = itertools.count(), f"{os.getpid():x}-"
-        floor = min(config.queue_limit, config.max_batch * config.num_workers)  # batches must still be able to fill
+        # a batch running on every worker and the next one filling: below this, admission itself idles the workers
+        floor = min(config.queue_limit, 2 * config.max_batch * config.num_workers)
         self.limiter = GradientLimit(GradientConfig(initial_limit=config.queue_limit, min_limit=floor,
                                                     max_limit=config.queue_limit)) if config.adaptive_limit else None
         self.gate = None                  # the transport's Gate when served by `labkit serve` (labkit.serve.transport)
