@@ -54,9 +54,12 @@ def test_totals_and_timeline_account_for_every_request():
 def test_capstone_steps_share_servers_where_configs_are_equal():
     base = ServeConfig(threads=1)
     groups = capstone.step_configs(base)
-    assert [len(g) for g in groups] == [1, 1, 1, 1, 2]
-    assert groups[0][0].batching is False and groups[2][0].engine == "onnx" and groups[3][0].cache
-    assert groups[4][0] == groups[3][0]
+    assert [len(g) for g in groups] == [1, 1, 1, 1, 1, 2]
+    assert groups[0][0].batching is False and groups[2][0].engine == "onnx" and groups[3][0].engine == "onnx-int8"
+    assert groups[4][0].cache and groups[4][0].engine == "onnx"      # INT8 not held: the cache builds on fp32
+    assert groups[5][0] == groups[4][0]
+    held = capstone.step_configs(base, capstone.capstone_steps(use_int8=True))
+    assert held[4][0].engine == held[5][0].engine == "onnx-int8"
     bodies, labels = capstone.labelled_bodies(n=40, items=16)
     assert len(bodies) == 3 and len(labels) == 40 and set(labels) <= {0, 1}
 
@@ -92,3 +95,13 @@ def test_package_size_counts_files_and_refuses_a_missing_package():
     assert coldstart.package_size_mb("labkit") > 0.1
     with pytest.raises(ModuleNotFoundError):
         coldstart.package_size_mb("no_such_package_labkit")
+
+
+def test_int8_gate_compares_both_graphs_and_bench_capstone_parses():
+    gate = capstone.int8_holds(n=200)
+    assert 0.9 < gate["fp32"] <= 1 and 0 < gate["int8"] <= 1
+    assert gate["holds"] == (gate["int8"] >= gate["fp32"] - capstone.MAX_INT8_DROP)
+    from labkit.cli import build_parser
+
+    args = build_parser().parse_args(["bench", "capstone", "--quick", "--json"])
+    assert args.func is capstone.run and args.quick and args.json

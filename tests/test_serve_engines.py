@@ -60,6 +60,20 @@ def test_onnx_text_forward_matches_pytorch_for_any_batch_and_length(text_model, 
         np.testing.assert_allclose(forward(ids), predict_probs(text_model, ids), atol=1e-5)
 
 
+def test_int8_engine_serves_int8_weights_close_to_fp32_and_is_cached(text_model, cache, tmp_path):
+    import onnx
+
+    weights = save(text_model, tmp_path / "text.pt")
+    forward = engines.make_forward("text", text_model, weights, engine="onnx-int8")
+    path = engines.int8_for_serving("text", text_model, weights)
+    assert path.exists() and path != engines.onnx_file("text", weights)
+    assert any(t.data_type == onnx.TensorProto.INT8 for t in onnx.load(str(path)).graph.initializer)
+    ids = padded_ids([3, 9, 13, MAX_LEN], vocab_size=30, seed=1)
+    gap = np.abs(forward(ids) - predict_probs(text_model, ids)).max()
+    assert 0 < gap < 0.1, gap     # INT8 moves the probabilities a little, never by much on this model
+    assert engines.int8_for_serving("text", text_model, weights) == path   # exported and quantized once
+
+
 def test_onnx_image_forward_matches_pytorch(cache, tmp_path):
     torch.manual_seed(0)
     model = SmallCNN(in_channels=3, num_classes=4, image_size=32).eval()

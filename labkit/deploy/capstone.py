@@ -2,13 +2,17 @@
 
 Every step faces the same open-loop load (the same skewed bodies, the same offered rates) and is scored by
 goodput at the p99 SLO, p99 at the best rate that met it, and accuracy measured through its own /predict.
-Steps: naive -> dynamic batching -> ONNX Runtime -> result cache -> replicas behind the balancer.
-Taught in 16_deployment_and_reliability.
+Steps: naive -> dynamic batching -> ONNX Runtime -> INT8 weights -> result cache -> replicas behind the
+balancer. INT8 is always measured; the later steps keep it only where its accuracy holds (`int8_holds`, checked
+in-process before any server starts), else they build on the fp32 ONNX graph.
+Run from the command line: `labkit bench capstone [--quick]`. Taught in 16_deployment_and_reliability.
 """
 from __future__ import annotations
 
+import argparse
 import contextlib
 import json
+import sys
 import urllib.request
 from dataclasses import dataclass, field
 from typing import Sequence
@@ -28,11 +32,41 @@ class Step:
     replicas: int = 1
 
 
-STEPS = (Step("naive", {"batching": False, "engine": "torch"}),
-         Step("+ batching", {"engine": "torch"}),
-         Step("+ ONNX Runtime", {"engine": "onnx"}),
-         Step("+ cache", {"engine": "onnx", "cache": True}),
-         Step("+ 2 replicas", {"engine": "onnx", "cache": True}, replicas=2))
+MAX_INT8_DROP = 0.01   # INT8 is kept for the later steps when it loses at most this much accuracy
+
+
+def capstone_steps(use_int8: bool) -> tuple[Step, ...]:
+    """The capstone's levers in order; the cache and replica steps build on INT8 only when use_int8."""
+    engine = "onnx-int8" if use_int8 else "onnx"
+    return (Step("naive", {"batching": False, "engine": "torch"}),
+            Step("+ batching", {"engine": "torch"}),
+            Step("+ ONNX Runtime", {"engine": "onnx"}),
+            Step("+ INT8 weights", {"engine": "onnx-int8"}),
+            Step("+ cache", {"engine": engine, "cache": True}),
+            Step("+ 2 replicas", {"engine": engine, "cache": True}, replicas=2))
+
+
+STEPS = capstone_steps(use_int8=False)
+
+
+def int8_holds(model: str = "text", n: int = 2000, max_drop: float = MAX_INT8_DROP) -> dict:
+    """Accuracy of the served fp32 ONNX graph and of its INT8 twin on n labelled inputs, in-process:
+    {"fp32": ..., "int8": ..., "holds": int8 >= fp32 - max_drop}."""
+    import numpy as np
+
+    from labkit.data import generate_negation_corpus
+    from labkit.serve.engines import make_forward
+    from labkit.serve.lifecycle import load_model
+
+    if model != "text":
+        raise ValueError(f"the capstone serves the text model; got {model!r}")
+    loaded = load_model(model, evaluate=False)
+    pairs = generate_negation_corpus(n, 4321)
+    x = np.asarray(loaded.preprocess([s for s, _ in pairs]))
+    y = np.array([label for _, label in pairs])
+    acc = {name: float((make_forward(model, loaded.model, loaded.weights, engine)(x).argmax(1) == y).mean())
+           for name, engine in (("fp32", "onnx"), ("int8", "onnx-int8"))}
+    return {**acc, "holds": acc["int8"] >= acc["fp32"] - max_drop}
 
 
 def labelled_bodies(n: int = 256, items: int = 32, seed: int = 1234) -> tuple[list[bytes], list[int]]:
@@ -122,3 +156,34 @@ def _best_row(table) -> dict:
     if len(passed):
         return passed.sort_values("offered_rps").iloc[-1].to_dict()
     return table.sort_values("offered_rps").iloc[0].to_dict() if len(table) else {}
+
+
+# ---------------------------------------------------------------- `labkit bench capstone`
+
+QUICK_RATES = (300, 1000, 2500)
+FULL_RATES = (100, 200, 400, 600, 800, 1200, 1600, 2400, 3200, 4800, 6400)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options of `labkit bench capstone`."""
+    parser.add_argument("--slo-ms", type=float, default=50.0, help="p99 SLO (default 50 ms)")
+    parser.add_argument("--quick", action="store_true", help="3 rates, 1 s each, no refinement (~1-2 minutes)")
+    parser.add_argument("--duration", type=float, help="seconds per probed rate (default 3, quick 1)")
+    parser.add_argument("--json", action="store_true", help="print the table as JSON records")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Carry out `labkit bench capstone`: the table of notebook 16 §5, on this machine, now."""
+    from labkit.serve.workloads import sample_bodies, zipf_bodies
+
+    gate = int8_holds()
+    print(f"INT8 accuracy {gate['int8']:.4f} vs fp32 {gate['fp32']:.4f}: later steps use "
+          f"{'INT8' if gate['holds'] else 'fp32'}", file=sys.stderr)
+    skewed = zipf_bodies(sample_bodies("text", 512, seed=0), 4096, s=1.1, seed=0)
+    table = run_capstone(ServeConfig(model="text", threads=1), skewed, args.slo_ms,
+                         QUICK_RATES if args.quick else FULL_RATES, steps=capstone_steps(gate["holds"]),
+                         duration_s=args.duration or (1.0 if args.quick else 3.0), refine=0 if args.quick else 1,
+                         log=lambda line: print(line, file=sys.stderr))
+    table["x_naive"] = table.goodput_rps / max(table.goodput_rps.iloc[0], 1e-9)
+    print(table.to_json(orient="records") if args.json else table.round(2).to_string(index=False))
+    return 0

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 MODELS = ("text", "image")
 WORKER_MODES = ("inline", "thread", "process")
-ENGINES = ("torch", "onnx")  # labkit.serve.engines
+ENGINES = ("torch", "onnx", "onnx-int8")  # labkit.serve.engines
 
 
 @dataclass(frozen=True)
@@ -24,6 +24,7 @@ class ServeConfig:
     cache_size: int = 4096           # entries in the cache
     workers: str = "thread"          # where the forward runs: "inline" (event loop), "thread", "process"
     engine: str = "torch"            # what runs the forward: "torch" (eager) | "onnx" (ONNX Runtime, GIL-free)
+                                     # | "onnx-int8" (the ONNX graph with dynamic INT8 weights: measure accuracy)
     threads: int = 1                 # intra-op threads per worker
     num_workers: int = 1             # forwards that may run at once (threads or processes in the pool)
     queue_limit: int = 256           # admitted-but-unanswered requests; beyond it -> 429 + Retry-After
@@ -92,7 +93,8 @@ HELP = {
     "max_batch": "rows per forward", "max_wait_ms": "how long the oldest queued request waits for a fuller batch",
     "cache": "LRU cache of per-input results", "cache_size": "cache entries",
     "workers": "where the forward runs", "threads": "intra-op threads per worker",
-    "engine": "what runs the forward: eager PyTorch, or the exported graph on ONNX Runtime (releases the GIL)",
+    "engine": "what runs the forward: eager PyTorch, or the exported graph on ONNX Runtime (releases the GIL); "
+              "onnx-int8: that graph with dynamic INT8 weights (measure its accuracy)",
     "num_workers": "forwards that may run at once (threads or processes)",
     "queue_limit": "admitted-but-unanswered requests; beyond it 429 + Retry-After",
     "adaptive_limit": "learn a lower admission limit from latency (gradient limit; never above --queue-limit)",

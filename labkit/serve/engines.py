@@ -149,13 +149,31 @@ class OnnxForward:
         return self.session.run(None, {INPUT_NAME: x})[0]
 
 
+def int8_for_serving(name: str, model: nn.Module, weights: str | Path) -> Path:
+    """The served ONNX graph with dynamic INT8 weights (ORT quantize_dynamic), cached beside it. No parity bound:
+    INT8 changes the probabilities, so whoever serves it measures accuracy (16_deployment_and_reliability §5)."""
+    from labkit.export import quantize_dynamic_int8
+
+    src = export_for_serving(name, model, weights)
+    path = src.with_name(src.stem + "-int8.onnx")
+    if path.exists():
+        return path
+    with _exclusive(path):
+        if not path.exists():
+            tmp = path.with_suffix(f".{os.getpid()}.tmp.onnx")
+            quantize_dynamic_int8(src, tmp)
+            os.replace(tmp, path)
+    return path
+
+
 def make_forward(name: str, model: nn.Module, weights: str | Path, engine: str = "torch",
                  threads: int = 1) -> Callable[[np.ndarray], np.ndarray]:
-    """x (n, ...) -> probs (n, K) on `engine` ("torch": eager PyTorch; "onnx": exported, ONNX Runtime)."""
+    """x (n, ...) -> probs (n, K) on `engine` ("torch": eager PyTorch; "onnx": exported, ONNX Runtime;
+    "onnx-int8": that graph with INT8 weights)."""
     if engine == "torch":
         return lambda x: predict_probs(model, x)
-    if engine == "onnx":
-        path = export_for_serving(name, model, weights)
+    if engine in ("onnx", "onnx-int8"):
+        path = (export_for_serving if engine == "onnx" else int8_for_serving)(name, model, weights)
         return OnnxForward(path, threads, model.pad_id if name == "text" else None)
     raise ValueError(f"engine must be one of {ENGINES}; got {engine!r}")
 

@@ -126,7 +126,7 @@ def make_worker(mode: str, loaded, threads: int = 1, slow_ms: float = 0.0, num_w
     """The worker for `mode` around a LoadedModel (see labkit.serve.lifecycle.load_model), on `engine`."""
     if mode == "process":
         vocab_size = len(loaded.preprocess.vocab) if loaded.name == "text" else None
-        if engine == "onnx":  # export once here, so the worker processes only read the cached file
+        if engine.startswith("onnx"):  # export once here, so the worker processes only read the cached file
             make_forward(loaded.name, loaded.model, loaded.weights, engine, threads)
         return ProcessWorker(loaded.name, str(loaded.weights), vocab_size, threads, slow_ms, num_workers, engine)
     if mode not in ("inline", "thread"):
