@@ -29,9 +29,10 @@ lab: $(STAMP)
 test: $(STAMP)
 	LABKIT_FAST=1 $(PY) -m pytest -p no:cacheprovider --nbval-lax --nbval-current-env tests notebooks/[0-9]*.ipynb
 
-# Execute every notebook in full mode; executed copies land in notebooks/executed/ (not in git).
+# Execute every notebook in full mode; executed copies land in notebooks/executed/ (not in git), with one HTML
+# report: notebooks/executed/report/course_report.html (each notebook as HTML, its final table, date, hardware).
 course: $(STAMP)
-	$(VENV)/bin/labkit course --full
+	$(VENV)/bin/labkit course --full --report
 
 clean-notebooks:
 	$(VENV)/bin/labkit strip notebooks

@@ -22,9 +22,24 @@ def cmd_course(args: argparse.Namespace) -> int:
     from labkit import notebooks
 
     paths = [p for p in notebooks.course_notebooks() if not args.only or p.name.startswith(tuple(args.only))]
+    runs = []
     for path in paths:
-        out, seconds = notebooks.execute(path, fast=not args.full)
-        print(f"{path.name}: {seconds:.1f} s -> {out}")
+        try:
+            out, seconds = notebooks.execute(path, fast=not args.full)
+        except Exception as err:  # papermill raises on a failing cell; the executed copy still shows where
+            if not args.report:
+                raise
+            out, seconds = notebooks.EXECUTED_DIR / path.name, float("nan")
+            print(f"{path.name}: FAILED ({type(err).__name__}) -> {out}")
+        else:
+            print(f"{path.name}: {seconds:.1f} s -> {out}")
+        runs.append((out, seconds))
+    if args.report:
+        from labkit.report import build_report
+
+        index = build_report([r for r in runs if r[0].exists()], notebooks.EXECUTED_DIR / "report",
+                             "full" if args.full else "fast")
+        print(f"report: {index}")
     return 0
 
 
@@ -87,6 +102,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("course", help="execute the course notebooks into notebooks/executed/")
     p.add_argument("--full", action="store_true", help="full mode (default: fast mode, as in CI)")
     p.add_argument("--only", nargs="*", help="notebook number prefixes, e.g. --only 01 04")
+    p.add_argument("--report", action="store_true",
+                   help="also write notebooks/executed/report/course_report.html (every notebook as HTML + summary)")
     p.set_defaults(func=cmd_course)
     p = sub.add_parser("strip", help="remove notebook outputs before committing")
     p.add_argument("paths", nargs="+")

@@ -37,8 +37,9 @@ def _rows(items: list) -> int:
 
 
 def build_app(config: ServeConfig = ServeConfig(), num_replicas: int = 1, max_ongoing_requests: int | None = None,
-              max_queued_requests: int | None = None):
-    """A bound Ray Serve application for `config` (model, threads, max_batch, max_wait_ms, max_items)."""
+              max_queued_requests: int | None = None, max_replicas_per_node: int | None = None):
+    """A bound Ray Serve application for `config` (model, threads, max_batch, max_wait_ms, max_items);
+    max_replicas_per_node=1 spreads the replicas over the nodes (labkit.deploy.raycluster)."""
     import numpy as np
     import torch
     from ray import serve
@@ -54,7 +55,8 @@ def build_app(config: ServeConfig = ServeConfig(), num_replicas: int = 1, max_on
     queued = max_queued_requests if max_queued_requests is not None else max(0, config.queue_limit - ongoing)
 
     @serve.deployment(name="Classifier", num_replicas=num_replicas, max_ongoing_requests=ongoing,
-                      max_queued_requests=queued, ray_actor_options={"num_cpus": config.threads})
+                      max_queued_requests=queued, ray_actor_options={"num_cpus": config.threads},
+                      max_replicas_per_node=max_replicas_per_node)
     class Classifier:
         def __init__(self, config: ServeConfig):
             torch.set_num_threads(config.threads)
@@ -83,6 +85,23 @@ def build_app(config: ServeConfig = ServeConfig(), num_replicas: int = 1, max_on
             return JSONResponse(answer(rid, probs, rows, [False] * len(x)), 200, {"X-Request-Id": rid})
 
     return Classifier.bind(config)
+
+
+def wait_answering(predict_url: str, model: str, timeout_s: float) -> None:
+    """serve.run returns once replicas are up; wait until the HTTP proxy answers a real request too."""
+    body = json.dumps({"inputs": ["the food was good" if model == "text" else [[[0.0] * 32] * 32] * 3]}).encode()
+    deadline, last = time.monotonic() + timeout_s, "no answer"
+    while time.monotonic() < deadline:
+        try:
+            req = urllib.request.Request(predict_url, body, {"Content-Type": "application/json"})
+            with urllib.request.urlopen(req, timeout=10):
+                return
+        except urllib.error.HTTPError as err:
+            last = f"HTTP {err.code}: {err.read()[:300]!r}"
+        except OSError as err:
+            last = f"{type(err).__name__}: {err}"
+        time.sleep(0.2)
+    raise RuntimeError(f"Ray Serve at {predict_url} not answering after {timeout_s:.0f} s; last: {last}")
 
 
 class RayServe:
@@ -129,30 +148,12 @@ class RayServe:
             serve.start(http_options={"host": "127.0.0.1", "port": self.port})
             serve.run(build_app(self.config, self.num_replicas, *self.limits), name=APP_NAME,
                       route_prefix="/predict")
-            self._wait_ready()
+            wait_answering(self.predict_url, self.config.model, self.startup_timeout_s)
         except BaseException:
             self.stop()
             raise
         self.startup_s = time.perf_counter() - start
         return self
-
-    def _wait_ready(self) -> None:
-        """serve.run returns once replicas are up; wait until the HTTP proxy answers a real request too."""
-        body = json.dumps({"inputs": ["the food was good" if self.config.model == "text" else
-                                      [[[0.0] * 32] * 32] * 3]}).encode()
-        deadline, last = time.monotonic() + self.startup_timeout_s, "no answer"
-        while time.monotonic() < deadline:
-            try:
-                req = urllib.request.Request(self.predict_url, body, {"Content-Type": "application/json"})
-                with urllib.request.urlopen(req, timeout=10) as resp:
-                    return
-            except urllib.error.HTTPError as err:
-                last = f"HTTP {err.code}: {err.read()[:300]!r}"
-            except OSError as err:
-                last = f"{type(err).__name__}: {err}"
-            time.sleep(0.2)
-        raise RuntimeError(f"Ray Serve at {self.predict_url} not answering after {self.startup_timeout_s:.0f} s; "
-                           f"last: {last}")
 
     def stop(self) -> None:
         import ray
