@@ -11,6 +11,7 @@ Taught in 16_deployment_and_reliability.
 """
 from __future__ import annotations
 
+import logging
 import os
 import threading
 import time
@@ -58,7 +59,8 @@ class TwoNodeServe:
                 "dashboard_port": free_port(),                  # the dashboard serves Ray's state API
                 "_system_config": HEALTH_CHECK})
             self.worker = self.cluster.add_node(**NODE_ARGS)
-            ray.init(address=self.cluster.address, log_to_driver=False)
+            ray.init(address=self.cluster.address, log_to_driver=False, logging_level=logging.WARNING)
+            logging.getLogger("ray.serve").setLevel(logging.WARNING)   # Serve's INFO lines in a notebook
         except Exception as err:
             self.stop()
             raise RayStartError(f"the two-node cluster did not start ({type(err).__name__}: {err})") from err
