@@ -6,8 +6,8 @@ Envoy's adaptive concurrency filter) compares the recent latency with the latenc
 they agree, the limit grows by a small queue allowance (sqrt(limit)); when recent latency rises above
 `tolerance` x the baseline (requests queue), the limit shrinks in proportion. The baseline is the lowest recent
 average, allowed to creep up slowly (it doubles in about 5,000 updates) so a lasting change of the work per
-request is learned rather than fought. It never goes below `min_limit` (here the batch
-size, so batches can still fill) nor above `max_limit` (the fixed queue limit). Taught in 09_async_serving (§7).
+request is learned rather than fought. It never goes below `min_limit` (here two batches:
+one running while the next fills) nor above `max_limit` (the fixed queue limit). Taught in 09_async_serving (§7).
 """
 from __future__ import annotations
 
