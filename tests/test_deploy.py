@@ -57,7 +57,7 @@ def test_capstone_steps_share_servers_where_configs_are_equal():
     assert [len(g) for g in groups] == [1, 1, 1, 1, 1, 2]
     assert groups[0][0].batching is False and groups[2][0].engine == "onnx" and groups[3][0].engine == "onnx-int8"
     assert groups[4][0].cache and groups[4][0].engine == "onnx"      # INT8 not held: the cache builds on fp32
-    assert groups[5][0] == groups[4][0]
+    assert groups[5][0] == groups[4][0].replace(reuse_port=True)   # the same server, twice on one port
     held = capstone.step_configs(base, capstone.capstone_steps(use_int8=True))
     assert held[4][0].engine == held[5][0].engine == "onnx-int8"
     bodies, labels = capstone.labelled_bodies(n=40, items=16)
@@ -105,3 +105,17 @@ def test_int8_gate_compares_both_graphs_and_bench_capstone_parses():
 
     args = build_parser().parse_args(["bench", "capstone", "--quick", "--json"])
     assert args.func is capstone.run and args.quick and args.json
+
+
+def test_reuse_port_replicas_share_one_port_and_both_answer():
+    import json
+    import urllib.request
+
+    config = ServeConfig(threads=1, reuse_port=True)
+    with capstone.reuse_port_replicas([config, config]) as url:
+        health = url.rsplit("/predict", 1)[0] + "/health"
+        pids = set()
+        for _ in range(40):  # each urlopen is a new connection, hashed by the kernel to one of the two
+            with urllib.request.urlopen(health, timeout=5) as resp:
+                pids.add(json.loads(resp.read())["pid"])
+    assert len(pids) == 2, pids

@@ -2,9 +2,10 @@
 
 Every step faces the same open-loop load (the same skewed bodies, the same offered rates) and is scored by
 goodput at the p99 SLO, p99 at the best rate that met it, and accuracy measured through its own /predict.
-Steps: naive -> dynamic batching -> ONNX Runtime -> INT8 weights -> result cache -> replicas behind the
-balancer. INT8 is always measured; the later steps keep it only where its accuracy holds (`int8_holds`, checked
-in-process before any server starts), else they build on the fp32 ONNX graph.
+Steps: naive -> dynamic batching -> ONNX Runtime -> INT8 weights -> result cache -> 2 replicas on one port
+(SO_REUSEPORT: the kernel spreads connections, no balancer hop). INT8 is always measured; the later steps
+keep it only where its accuracy holds (`int8_holds`, checked in-process before any server starts), else they
+build on the fp32 ONNX graph.
 Run from the command line: `labkit bench capstone [--quick]`. Taught in 16_deployment_and_reliability.
 """
 from __future__ import annotations
@@ -43,7 +44,7 @@ def capstone_steps(use_int8: bool) -> tuple[Step, ...]:
             Step("+ ONNX Runtime", {"engine": "onnx"}),
             Step("+ INT8 weights", {"engine": "onnx-int8"}),
             Step("+ cache", {"engine": engine, "cache": True}),
-            Step("+ 2 replicas", {"engine": engine, "cache": True}, replicas=2))
+            Step("+ 2 replicas", {"engine": engine, "cache": True, "reuse_port": True}, replicas=2))
 
 
 STEPS = capstone_steps(use_int8=False)
@@ -107,14 +108,13 @@ def run_capstone(base: ServeConfig, bodies: Sequence[bytes], slo_ms: float, rate
     pool: list[ServeConfig] = []           # distinct server processes: shared between steps where equal
     for group in configs:
         for k, c in enumerate(group):
-            if sum(p == c for p in pool) <= k:
+            if not c.reuse_port and sum(p == c for p in pool) <= k:
                 pool.append(c)
     acc_bodies, labels = labelled_bodies(accuracy_n)
     rows = []
     with running(*pool) as servers:
         for step, group in zip(steps, configs):
-            urls = _urls(pool, servers, group)
-            with _front(urls) as url:
+            with _front(pool, servers, group) as url:
                 run_closed_loop(url, bodies, users=8, duration_s=0.3, timeout_s=5.0)   # warm-up
                 found = goodput_at_slo(url, bodies, slo_ms, rates, duration_s=duration_s, refine=refine,
                                        timeout_s=5.0)
@@ -140,14 +140,40 @@ def _urls(pool: Sequence[ServeConfig], servers, group: Sequence[ServeConfig]) ->
 
 
 @contextlib.contextmanager
-def _front(urls: Sequence[str]):
-    """The one URL of a step: the server itself, or a balancer process in front of its replicas (its own
-    process, so it does not share the load generator's interpreter)."""
+def _front(pool: Sequence[ServeConfig], servers, group: Sequence[ServeConfig]):
+    """The one /predict URL of a step: its server; or its replicas on one port (SO_REUSEPORT: the kernel spreads
+    the connections, no extra hop), started for this step; or a balancer process in front of its replicas."""
+    if group[0].reuse_port:
+        with reuse_port_replicas(group) as url:
+            yield url
+        return
+    urls = _urls(pool, servers, group)
     if len(urls) == 1:
         yield urls[0]
         return
     with BalancerProcess([u.rsplit("/predict", 1)[0] for u in urls], BalancerConfig()) as bal:
         yield f"{bal.url}/predict"
+
+
+@contextlib.contextmanager
+def reuse_port_replicas(configs: Sequence[ServeConfig]):
+    """Start one server per config, all on one free port with SO_REUSEPORT; yield that port's /predict URL."""
+    from labkit.serve.process import ServerProcess, free_port
+
+    if not all(c.reuse_port for c in configs):
+        raise ValueError("every replica on a shared port needs reuse_port=True")
+    port = free_port()
+    servers = [ServerProcess(c, port=port) for c in configs]
+    from concurrent.futures import ThreadPoolExecutor
+
+    try:
+        with ThreadPoolExecutor(len(servers)) as pool:  # each waits for a /health answered by its own pid
+            for future in [pool.submit(s.start) for s in servers]:
+                future.result()
+        yield f"{servers[0].url}/predict"
+    finally:
+        with ThreadPoolExecutor(len(servers)) as pool:
+            list(pool.map(lambda server: server.stop(), servers))
 
 
 def _best_row(table) -> dict:
@@ -161,7 +187,7 @@ def _best_row(table) -> dict:
 # ---------------------------------------------------------------- `labkit bench capstone`
 
 QUICK_RATES = (300, 1000, 2500)
-FULL_RATES = (100, 200, 400, 600, 800, 1200, 1600, 2400, 3200, 4800, 6400)
+FULL_RATES = (100, 200, 400, 600, 800, 1200, 1600, 2400, 3200, 4800, 6400, 8000, 9600, 12800)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

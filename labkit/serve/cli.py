@@ -84,5 +84,19 @@ def serve(config: ServeConfig, host: str = "127.0.0.1", port: int = 8000, log_le
                              access_log=False, log_level=log_level, workers=1, backlog=4096,
                              timeout_graceful_shutdown=config.body_timeout_s + 5)
     holder.append(DrainingServer(uconfig))
-    holder[0].run()
+    holder[0].run(sockets=[reuse_port_socket(host, port)] if config.reuse_port else None)
     return 1 if failures else 0
+
+
+def reuse_port_socket(host: str, port: int, backlog: int = 4096):
+    """A listening socket with SO_REUSEPORT: every process that binds the same port this way gets its own accept
+    queue, and the kernel hashes each new connection to one of them (no balancer process, no extra hop)."""
+    import socket
+
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    sock.bind((host, port))
+    sock.listen(backlog)
+    sock.set_inheritable(True)
+    return sock

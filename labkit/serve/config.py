@@ -41,6 +41,7 @@ class ServeConfig:
     checkpoint: str | None = None    # weights to load; None = train once, then reuse the cached weights
     extensions: str = ""             # extra endpoints: comma-separated "module:function", each (Service) -> [Route]
     json_logs: bool = False          # one JSON line per /predict on stderr (request id, outcome, status, latency)
+    reuse_port: bool = False         # SO_REUSEPORT: several processes on one port, the kernel spreads connections
 
     def __post_init__(self) -> None:
         if self.model not in MODELS:
@@ -98,6 +99,8 @@ HELP = {
     "num_workers": "forwards that may run at once (threads or processes)",
     "queue_limit": "admitted-but-unanswered requests; beyond it 429 + Retry-After",
     "adaptive_limit": "learn a lower admission limit from latency (gradient limit; never above --queue-limit)",
+    "reuse_port": "listen with SO_REUSEPORT: start N servers on the same --port and the kernel spreads the "
+                  "connections over them (replicas on one machine without a balancer hop)",
     "max_hold_ms": "while saturated, a new request waits unread this long before its 429 (0: refuse at once)",
     "body_timeout_s": "seconds a request body may take to arrive (408 after)",
     "header_timeout_s": "seconds the request line and headers may take to arrive (408 and close after)",

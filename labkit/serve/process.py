@@ -144,11 +144,24 @@ class ServerProcess:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"server exited with code {self.proc.returncode} during start-up; "
                                    f"log tail:\n{self.log_tail()}")
-            if self._health_status() == 200:
+            if self._health_status() == 200 and self._answered_by_me():
                 return
             time.sleep(0.05)
         raise RuntimeError(f"server at {self.url} not healthy after {self.startup_timeout_s:.0f} s; "
                            f"log tail:\n{self.log_tail()}")
+
+    def _answered_by_me(self) -> bool:
+        """With reuse_port, several servers share the port and /health may come from another one: ready only
+        when a 200 names this child's pid (each new connection is hashed to one of them, so it comes)."""
+        if not getattr(self.config, "reuse_port", False):
+            return True
+        import json
+
+        try:
+            with urllib.request.urlopen(self.url + "/health", timeout=2) as response:
+                return json.loads(response.read()).get("pid") == self.proc.pid
+        except (OSError, ValueError):
+            return False
 
     def _health_status(self) -> int | None:
         try:
