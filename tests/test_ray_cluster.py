@@ -3,8 +3,6 @@ every request answered or explicitly failed, and the replicas back on a replacem
 
 Skipped only when Ray itself cannot start here (RayStartError) or LABKIT_SKIP_RAY=1.
 """
-import os
-
 import pytest
 
 from labkit.serve import ServeConfig
@@ -13,20 +11,11 @@ from labkit.serve.workloads import sample_bodies
 pytest.importorskip("ray")
 from labkit.deploy.raycluster import TwoNodeServe, node_failure_drill  # noqa: E402
 from labkit.deploy.load import totals  # noqa: E402
-from labkit.serve.ray_app import RayStartError  # noqa: E402
 
 
 @pytest.fixture(scope="module")
-def two_nodes():
-    if os.environ.get("LABKIT_SKIP_RAY") == "1":
-        pytest.skip("LABKIT_SKIP_RAY=1")
-    server = TwoNodeServe(ServeConfig(model="text", threads=1))
-    try:
-        server.start()
-    except RayStartError as err:
-        pytest.skip(str(err))
-    yield server
-    server.stop()
+def two_nodes(start_ray):
+    return start_ray(TwoNodeServe(ServeConfig(model="text", threads=1)))
 
 
 def test_replicas_on_both_nodes_then_a_node_dies_and_nothing_is_lost(two_nodes):

@@ -5,7 +5,6 @@ for its agents on an overloaded box) or LABKIT_SKIP_RAY=1; any failure of the ap
 """
 import asyncio
 import json
-import os
 import urllib.error
 import urllib.request
 
@@ -15,22 +14,14 @@ import pytest
 from labkit.serve import ServeConfig
 
 pytest.importorskip("ray")
-from labkit.serve.ray_app import RayServe, RayStartError  # noqa: E402
+from labkit.serve.ray_app import RayServe  # noqa: E402
 
 CONFIG = ServeConfig(max_batch=16, max_wait_ms=50.0, threads=1)   # a long wait: concurrent requests batch
 
 
 @pytest.fixture(scope="module")
-def ray_server():
-    if os.environ.get("LABKIT_SKIP_RAY") == "1":
-        pytest.skip("LABKIT_SKIP_RAY=1")
-    server = RayServe(CONFIG, num_replicas=1, num_cpus=2)
-    try:
-        server.start()
-    except RayStartError as err:
-        pytest.skip(str(err))
-    yield server
-    server.stop()
+def ray_server(start_ray):
+    return start_ray(RayServe(CONFIG, num_replicas=1, num_cpus=2))
 
 
 def _post(url: str, payload: dict) -> tuple[int, dict]:

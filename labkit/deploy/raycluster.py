@@ -19,7 +19,7 @@ from typing import Sequence
 
 from labkit.serve.config import ServeConfig
 from labkit.serve.process import free_port
-from labkit.serve.ray_app import APP_NAME, RayStartError, build_app, wait_answering
+from labkit.serve.ray_app import APP_NAME, RayStartError, build_app, run_on_serve, shutdown
 
 # No node_ip_address: ray.init rewrites a loopback bootstrap address to the machine's own IP, so the nodes
 # listen on the address Ray picks for this machine (nothing leaves it); the Serve proxy stays on 127.0.0.1.
@@ -47,7 +47,6 @@ class TwoNodeServe:
 
     def start(self) -> TwoNodeServe:
         import ray
-        from ray import serve
         from ray.cluster_utils import Cluster
 
         start = time.perf_counter()
@@ -65,22 +64,15 @@ class TwoNodeServe:
             self.stop()
             raise RayStartError(f"the two-node cluster did not start ({type(err).__name__}: {err})") from err
         try:
-            # the proxy on the head only: both nodes share 127.0.0.1, so a proxy per node would share a port
-            serve.start(proxy_location="HeadOnly", http_options={"host": "127.0.0.1", "port": self.port})
-            serve.run(build_app(self.config, num_replicas=2, max_replicas_per_node=1), name=APP_NAME,
-                      route_prefix="/predict")
-            wait_answering(self.predict_url, self.config.model, self.startup_timeout_s)
+            # the proxy on the head only: both nodes share this machine's address, so a proxy per node would
+            # share a port
+            run_on_serve(build_app(self.config, num_replicas=2, max_replicas_per_node=1), self.port,
+                         self.config.model, self.startup_timeout_s, proxy_location="HeadOnly")
         except BaseException:
             self.stop()
             raise
         self.startup_s = time.perf_counter() - start
         return self
-
-    def nodes(self) -> dict[str, str]:
-        """node id -> "head" | "worker" for the nodes alive now."""
-        head = self.cluster.head_node.node_id
-        return {n.node_id: "head" if n.node_id == head else "worker"
-                for n in self.cluster.list_all_nodes() if n.any_processes_alive()}
 
     def replicas(self):
         """The app's replica actors from Ray's state API: one row each (actor, state, node, node role)."""
@@ -112,15 +104,8 @@ class TwoNodeServe:
         self.worker = self.cluster.add_node(**NODE_ARGS)
 
     def stop(self) -> None:
-        import ray
-        from ray import serve
-
         try:
-            if ray.is_initialized():
-                try:
-                    serve.shutdown()
-                finally:
-                    ray.shutdown()
+            shutdown()
         finally:
             if self.cluster is not None:
                 self.cluster.shutdown()
@@ -139,6 +124,8 @@ def node_failure_drill(serve2: TwoNodeServe, bodies: Sequence[bytes], rate_rps: 
     Returns the chunks, the replica count over time and times in seconds after the kill: until the replacement
     node had joined, until Serve counted fewer than two running replicas (noticed), until it counted two again
     (replicas back; NaN if not within duration_s), and until a whole 1-s chunk answered everything ok."""
+    import pandas as pd
+
     from labkit.deploy.load import BackgroundLoad, timeline
 
     replicas_over_time: list[tuple[float, int]] = []
@@ -161,8 +148,6 @@ def node_failure_drill(serve2: TwoNodeServe, bodies: Sequence[bytes], rate_rps: 
             time.sleep(0.05)
     stop.set()
     watcher.join()
-    import pandas as pd
-
     counts = pd.DataFrame(replicas_over_time, columns=["t_s", "running"])
     after = counts[counts.t_s > killed_at]
     dipped = after[after.running < 2]

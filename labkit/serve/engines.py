@@ -106,15 +106,19 @@ def _exclusive(path: Path):
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def export_for_serving(name: str, model: nn.Module, weights: str | Path) -> Path:
-    """Export model's probabilities to ONNX once per weights file (cached), after a parity check."""
-    path = onnx_file(name, weights)
+def _once(path: Path, write: Callable[[Path], None]) -> Path:
+    """path, written by write(path) unless it exists; servers starting together write it once, the others wait."""
     if path.exists():
         return path
     with _exclusive(path):
-        if not path.exists():  # another process may have exported it while this one waited
-            _export_checked(name, model, path)
+        if not path.exists():  # another process may have written it while this one waited
+            write(path)
     return path
+
+
+def export_for_serving(name: str, model: nn.Module, weights: str | Path) -> Path:
+    """Export model's probabilities to ONNX once per weights file (cached), after a parity check."""
+    return _once(onnx_file(name, weights), lambda path: _export_checked(name, model, path))
 
 
 def _export_checked(name: str, model: nn.Module, path: Path) -> None:
@@ -155,15 +159,12 @@ def int8_for_serving(name: str, model: nn.Module, weights: str | Path) -> Path:
     from labkit.export import quantize_dynamic_int8
 
     src = export_for_serving(name, model, weights)
-    path = src.with_name(src.stem + "-int8.onnx")
-    if path.exists():
-        return path
-    with _exclusive(path):
-        if not path.exists():
-            tmp = path.with_suffix(f".{os.getpid()}.tmp.onnx")
-            quantize_dynamic_int8(src, tmp)
-            os.replace(tmp, path)
-    return path
+
+    def quantize(path: Path) -> None:
+        tmp = path.with_suffix(f".{os.getpid()}.tmp.onnx")
+        quantize_dynamic_int8(src, tmp)
+        os.replace(tmp, path)  # atomic: a reader never sees half a file
+    return _once(src.with_name(src.stem + "-int8.onnx"), quantize)
 
 
 def make_forward(name: str, model: nn.Module, weights: str | Path, engine: str = "torch",

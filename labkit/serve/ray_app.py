@@ -104,6 +104,27 @@ def wait_answering(predict_url: str, model: str, timeout_s: float) -> None:
     raise RuntimeError(f"Ray Serve at {predict_url} not answering after {timeout_s:.0f} s; last: {last}")
 
 
+def run_on_serve(app, port: int, model: str, timeout_s: float, **start_options) -> None:
+    """Start Serve's HTTP proxy on 127.0.0.1:port, run `app` at /predict, and wait until it answers."""
+    from ray import serve
+
+    serve.start(http_options={"host": "127.0.0.1", "port": port}, **start_options)
+    serve.run(app, name=APP_NAME, route_prefix="/predict")
+    wait_answering(f"http://127.0.0.1:{port}/predict", model, timeout_s)
+
+
+def shutdown() -> None:
+    """Serve, then this driver's Ray connection (a local Ray it started stops with it)."""
+    import ray
+    from ray import serve
+
+    if ray.is_initialized():
+        try:
+            serve.shutdown()
+        finally:
+            ray.shutdown()
+
+
 class RayServe:
     """Ray (one local node, loopback) + Serve + the Classifier app; stops all of it on exit."""
 
@@ -132,7 +153,6 @@ class RayServe:
 
     def start(self) -> RayServe:
         import ray
-        from ray import serve
 
         start = time.perf_counter()
         os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")   # nothing leaves the machine
@@ -145,10 +165,8 @@ class RayServe:
             raise RayStartError(f"ray.init failed ({type(err).__name__}: {err}); on a busy machine the raylet "
                                 f"can time out waiting for its agents: retry when it is quieter") from err
         try:
-            serve.start(http_options={"host": "127.0.0.1", "port": self.port})
-            serve.run(build_app(self.config, self.num_replicas, *self.limits), name=APP_NAME,
-                      route_prefix="/predict")
-            wait_answering(self.predict_url, self.config.model, self.startup_timeout_s)
+            run_on_serve(build_app(self.config, self.num_replicas, *self.limits), self.port, self.config.model,
+                         self.startup_timeout_s)
         except BaseException:
             self.stop()
             raise
@@ -156,14 +174,7 @@ class RayServe:
         return self
 
     def stop(self) -> None:
-        import ray
-        from ray import serve
-
-        if ray.is_initialized():
-            try:
-                serve.shutdown()
-            finally:
-                ray.shutdown()
+        shutdown()
 
     def __enter__(self) -> RayServe:
         return self.start()

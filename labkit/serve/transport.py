@@ -206,10 +206,7 @@ class GatedProtocol(HttpToolsProtocol):
             return False
         rid = head.find(b"\r\nx-request-id:")
         headers = [] if rid < 0 else [(b"x-request-id", data[rid + 16:data.index(b"\r\n", rid + 2)].strip())]
-        self.gate.on_refused()
-        self._refused_at, self._refused_key = time.monotonic(), self._message_key
-        self.transport.write(self.gate.refusal(headers))
-        HttpToolsProtocol.on_response_complete(self)
+        self._refuse_with_429(headers, keep_alive=True)
         return True
 
     def on_message_begin(self) -> None:
@@ -255,10 +252,14 @@ class GatedProtocol(HttpToolsProtocol):
             self.gate.release()
 
     def on_refused_here(self) -> None:
+        self._refuse_with_429(self.headers, keep_alive=self.parser.should_keep_alive())
+
+    def _refuse_with_429(self, headers: list[tuple[bytes, bytes]], keep_alive: bool) -> None:
+        """The gate's 429, counted and remembered (a resend of this request is a retry), written to the socket."""
         self.gate.on_refused()
         self._refused_at, self._refused_key = time.monotonic(), self._message_key
-        self.transport.write(self.gate.refusal(self.headers))
-        if not self.parser.should_keep_alive():
+        self.transport.write(self.gate.refusal(headers))
+        if not keep_alive:
             self.transport.close()
             return
         self.on_response_complete()
