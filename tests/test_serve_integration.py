@@ -49,8 +49,7 @@ def test_health_predict_and_metrics(server):
     assert health.status_code == 200
     body = health.json()
     assert {k: body[k] for k in ("status", "model", "pid", "in_flight", "admission_limit")} == \
-        {"status": "ok", "model": "text", "pid": server.pid, "in_flight": 0, "admission_limit": 64}
-    # the adaptive limit starts at two floors (half a max batch of 64 each), below the queue limit of 256
+        {"status": "ok", "model": "text", "pid": server.pid, "in_flight": 0, "admission_limit": 256}
     assert set(body["gate"]) >= {"held", "resumed", "expired", "retries_held", "active"}
     body = r.json()
     assert r.status_code == 200 and body["labels"] == [1, 0, 1, 0]  # the trained GRU reads word order

@@ -54,11 +54,10 @@ class Service:
         self.classes = num_classes(config.model)
         self.froze_gc = False
         self._ids, self._id_prefix = itertools.count(), f"{os.getpid():x}-"
-        # half a max batch per worker: the forward costs about the same per row from a few rows up (the GRU on ONNX
-        # Runtime here: 51-54 us a row from 4 rows to 64), so at overload small batches lose little throughput while
-        # each admitted request waits behind fewer rows
-        floor = min(config.queue_limit, max(1, config.max_batch // 2) * config.num_workers)
-        self.limiter = GradientLimit(GradientConfig(initial_limit=min(config.queue_limit, 2 * floor), min_limit=floor,
+        # a batch running on every worker and the next one filling: below this, admission itself idles the workers,
+        # and more clients that ignore Retry-After are refused per second (each refusal costs the event loop)
+        floor = min(config.queue_limit, 2 * config.max_batch * config.num_workers)
+        self.limiter = GradientLimit(GradientConfig(initial_limit=config.queue_limit, min_limit=floor,
                                                     max_limit=config.queue_limit)) if config.adaptive_limit else None
         self.gate = None                  # the transport's Gate when served by `labkit serve` (labkit.serve.transport)
         self.slow_reads: set = set()      # timeouts of bodies still arriving (a drain ends them at once)

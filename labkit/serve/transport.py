@@ -7,9 +7,6 @@ per request, finished at 3-5% of capacity. The remedy is theirs: stop taking inp
 connection whose next request arrives while the server cannot admit is paused (its bytes stay in the kernel)
 and held; each slot that frees resumes the newest held request (LIFO: it has the most life left); a request held
 longer than `max_hold_ms` is read and refused with a 429 written straight to the socket (no task, no ASGI call).
-Holding pays only for requests that can get a slot before their hold ends: slots free at the completion rate,
-so at most (completions per second x max_hold) held requests can be read in time. Past that many, a new request
-is refused at once, as cheaply as it can be (no pause, no resume, no timer): at 3x capacity that is most of them.
 
 The same protocol bounds slow clients: headers must arrive within `header_timeout_s` and fit in
 `max_header_bytes` (else 408 / 431 and close), and a connection that never sends anything is closed after the
@@ -27,7 +24,6 @@ import httptools
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 TICK_S = 0.002  # how often the gate looks for expired holds and idle capacity
-RATE_WINDOW_S = 0.05  # completions are counted over this window to size the hold
 
 
 @dataclass(frozen=True)
@@ -61,25 +57,10 @@ class Gate:
         self.fresh: deque[tuple[float, GatedProtocol]] = deque()    # (deadline, connection), oldest left
         self.retries: deque[tuple[float, GatedProtocol]] = deque()  # retries that ignored Retry-After
         self.timer = None
-        self.counts = {"held": 0, "resumed": 0, "expired": 0, "retries_held": 0, "refused_at_once": 0}
-        self._completed, self._window = 0, (time.monotonic(), 0)  # completions; (start, completions) of the window
-        self._hold_room = 1  # fresh requests worth holding: completions per second x max_hold, from the last window
-        self._bodies = {held: json.dumps({"error": "server saturated: " + (
-            "no slot freed while the request waited unread" if held else "more requests waiting than can be "
-            f"admitted within {config.max_hold_ms:g} ms"), "code": "queue_full"}).encode() for held in (True, False)}
+        self.counts = {"held": 0, "resumed": 0, "expired": 0, "retries_held": 0}
 
     def can_admit(self) -> bool:
         return self.active < self.limit()
-
-    def hold_full(self) -> bool:
-        """True when as many fresh requests are held as slots will free within a hold: refuse the next at once."""
-        now = time.monotonic()
-        start, count = self._window
-        if now - start >= RATE_WINDOW_S:
-            rate = (self._completed - count) / (now - start)
-            self._hold_room = max(1, int(rate * self.config.max_hold_ms / 1e3))
-            self._window = (now, self._completed)
-        return len(self.fresh) >= self._hold_room
 
     def hold(self, protocol: GatedProtocol, retry: bool) -> None:
         now = time.monotonic()
@@ -95,11 +76,8 @@ class Gate:
     def release(self) -> None:
         """A request was answered: if that freed a slot, read the newest held request now (fresh ones before
         retries). Not always: a GET answered meanwhile frees none while admitted requests fill the limit."""
-        self._completed += 1
-        if self.can_admit():
-            self._next_slot()
-
-    def _next_slot(self) -> None:
+        if not self.can_admit():
+            return
         for queue in (self.fresh, self.retries):
             while queue:
                 if queue.pop()[1].resume(refuse=False):
@@ -113,7 +91,7 @@ class Gate:
                 if queue.popleft()[1].resume(refuse=not self.can_admit()):
                     self.counts["expired"] += 1
         while (self.fresh or self.retries) and self.can_admit():  # capacity unused (e.g. a resumed GET)
-            self._next_slot()
+            self.release()
         self.timer = loop.call_later(TICK_S, self._tick, loop) if self.fresh or self.retries else None
 
     def close(self) -> None:
@@ -122,14 +100,15 @@ class Gate:
             while queue:
                 queue.pop()[1].resume(refuse=False)
 
-    def refusal(self, headers: list[tuple[bytes, bytes]], held: bool = True) -> bytes:
+    def refusal(self, headers: list[tuple[bytes, bytes]]) -> bytes:
         """A complete 429 answer, request id echoed when it is text (else a fresh one)."""
         rid = next((v for k, v in headers if k == b"x-request-id"), b"")
         try:
             rid = rid.decode() or self.next_id()
         except UnicodeDecodeError:
             rid = self.next_id()
-        body = self._bodies[held]
+        body = json.dumps({"error": "server saturated: no slot freed while the request waited unread",
+                           "code": "queue_full"}).encode()
         return (b"HTTP/1.1 429 Too Many Requests\r\ncontent-type: application/json\r\nretry-after: 1\r\n"
                 b"content-length: %d\r\nx-request-id: %s\r\n\r\n%s" % (len(body), rid.encode(), body))
 
@@ -142,8 +121,7 @@ class GatedProtocol(HttpToolsProtocol):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self._stash: bytes | None = None  # bytes read before the connection was held
-        self._refuse: str | None = None  # "held" / "now": answer this request 429 once its headers are parsed
-        self._in_headers = self._counted = False
+        self._refuse = self._in_headers = self._counted = False
         self._header_bytes = self._header_size = 0  # bytes read while in headers; sizes of complete headers
         self._header_timer = None
         self._refused_at = -1e9  # when this connection last got a 429 from the gate...
@@ -160,17 +138,14 @@ class GatedProtocol(HttpToolsProtocol):
         if idle:
             self._message_key = hash(data)
         if idle and not self.gate.can_admit():
-            retry = self._is_retry()
-            if self.gate.config.max_hold_ms > 0 and (retry or not self.gate.hold_full()):
+            if self.gate.config.max_hold_ms <= 0:
+                self._refuse = True  # refuse at once, here: no task, no ASGI call
+            else:
                 self._unset_keepalive_if_required()
                 self.transport.pause_reading()
                 self._stash = data
-                self.gate.hold(self, retry=retry)
+                self.gate.hold(self, retry=self._is_retry())
                 return
-            self._unset_keepalive_if_required()
-            if self._refuse_unparsed(data, held=False):
-                return
-            self._refuse = "now"  # refused when its headers are parsed: no task, no ASGI call
         self._feed(data)
 
     def _is_retry(self) -> bool:
@@ -208,13 +183,13 @@ class GatedProtocol(HttpToolsProtocol):
         if data is None or self.transport is None or self.transport.is_closing():
             return False
         self.transport.resume_reading()
-        if refuse and self._refuse_unparsed(data, held=True):
+        if refuse and self._refuse_unparsed(data):
             return True
-        self._refuse = "held" if refuse else None
+        self._refuse = refuse
         self._feed(data)
         return True
 
-    def _refuse_unparsed(self, data: bytes, held: bool) -> bool:
+    def _refuse_unparsed(self, data: bytes) -> bool:
         """The common overload case, refused without uvicorn's per-header Python callbacks: `data` is exactly one
         complete keep-alive HTTP/1.1 POST /predict with a Content-Length body. At 3x capacity the server refuses
         ~15,000 requests a second on the same event loop that finishes admitted work, so a refusal must be cheap.
@@ -234,7 +209,7 @@ class GatedProtocol(HttpToolsProtocol):
             return False
         rid = head.find(b"\r\nx-request-id:")
         headers = [] if rid < 0 else [(b"x-request-id", data[rid + 16:data.index(b"\r\n", rid + 2)].strip())]
-        self._refuse_with_429(headers, keep_alive=True, held=held)
+        self._refuse_with_429(headers, keep_alive=True)
         return True
 
     def on_message_begin(self) -> None:
@@ -256,10 +231,10 @@ class GatedProtocol(HttpToolsProtocol):
             self._close_with(431, "Request Header Fields Too Large",
                              f"request line and headers exceed {self.gate.config.max_header_bytes} bytes")
             return
-        refuse, self._refuse = self._refuse, None
+        refuse, self._refuse = self._refuse, False
         if refuse and self.url.split(b"?", 1)[0] == b"/predict" and self.parser.get_method() == b"POST":
             self.cycle = _Finished()  # the body that follows is skipped by uvicorn's on_body / on_message_complete
-            self.on_refused_here(held=refuse == "held")
+            self.on_refused_here()
             return
         super().on_headers_complete()
 
@@ -279,16 +254,14 @@ class GatedProtocol(HttpToolsProtocol):
             self.gate.active -= 1
             self.gate.release()
 
-    def on_refused_here(self, held: bool) -> None:
-        self._refuse_with_429(self.headers, keep_alive=self.parser.should_keep_alive(), held=held)
+    def on_refused_here(self) -> None:
+        self._refuse_with_429(self.headers, keep_alive=self.parser.should_keep_alive())
 
-    def _refuse_with_429(self, headers: list[tuple[bytes, bytes]], keep_alive: bool, held: bool) -> None:
+    def _refuse_with_429(self, headers: list[tuple[bytes, bytes]], keep_alive: bool) -> None:
         """The gate's 429, counted and remembered (a resend of this request is a retry), written to the socket."""
         self.gate.on_refused()
-        if not held:
-            self.gate.counts["refused_at_once"] += 1
         self._refused_at, self._refused_key = time.monotonic(), self._message_key
-        self.transport.write(self.gate.refusal(headers, held))
+        self.transport.write(self.gate.refusal(headers))
         if not keep_alive:
             self.transport.close()
             return
