@@ -124,7 +124,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=quiz.run)
     p = sub.add_parser("env", help="print versions, cores, threads and GPUs")
     p.set_defaults(func=cmd_env)
-    p = sub.add_parser("bench", help="benchmarks: `bench models` (default), `bench serving` or `bench capstone`")
+    p = sub.add_parser("bench", help="benchmarks: `bench models` (default), `bench serving`, `bench capstone` or "
+                                     "`bench overload`")
     suites = p.add_subparsers(dest="suite", required=True)
     _delegate(suites.add_parser("models", help="latency and throughput of the course models over batch sizes"),
               "labkit.bench")
@@ -132,6 +133,9 @@ def build_parser() -> argparse.ArgumentParser:
               "labkit.serve.benchmark")
     _delegate(suites.add_parser("capstone", help="naive server to the course's best, one lever at a time (16 §5)"),
               "labkit.deploy.capstone")
+    _delegate(suites.add_parser("overload", help="capacity, then open loop at 0.8x and 3x it: goodput, admitted and "
+                                                  "rejection p99, every request accounted for (09 §7b)"),
+              "labkit.serve.overload")
     _delegate(sub.add_parser("lab", help="open the course in JupyterLab (what `make lab` runs)"), "labkit.lab")
     _delegate(sub.add_parser("serve", help="run the model server (see 09_async_serving)"), "labkit.serve.cli")
     _delegate(sub.add_parser("loadtest", help="open- or closed-loop load against a server"), "labkit.serve.loadtest")

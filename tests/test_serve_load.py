@@ -75,3 +75,20 @@ def test_bench_serving_bound_config_and_report():
     lines = benchmark.format_report(fake)
     assert [ln.split(":")[0] for ln in lines] == ["slo", "r_model", "r_http", "bound", "naive_goodput",
                                                   "batched_goodput", "batched/naive", "batched/bound", "seconds"]
+
+
+def test_bench_overload_reports_each_level_with_every_request_accounted(capsys):
+    """`labkit bench overload` (issue 13's measurement) on a small naive server: capacity, then 0.5x and 3x."""
+    import json
+
+    from labkit.cli import main
+
+    code = main(["bench", "overload", "--engine", "torch", "--no-batching", "--queue-limit", "4", "--users", "4",
+                 "--levels", "0.5,3", "--duration", "1", "--connections", "64", "--json"])
+    rows = json.loads(capsys.readouterr().out)
+    assert code == 0 and [r["offered_x"] for r in rows] == [0.5, 3.0]
+    for r in rows:
+        assert r["ok"] + r["rejected"] + r["error"] + r["timeout"] == r["sent"] > 0, r
+    assert rows[0]["p99_vs_first"] == 1.0 and rows[1]["rejected"] > 0 and rows[1]["error"] == 0, rows
+    assert main(["bench", "overload", "--levels", "0,3"]) == 1  # a bad level is a clear error, no server started
+    assert main(["bench", "overload", "--capacity", "0"]) == 1

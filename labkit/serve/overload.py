@@ -38,3 +38,69 @@ def goodput_cliff(targets: Mapping[str, tuple[str, float | None]], bodies: Seque
                 raise RuntimeError(f"{name} at {x}x: request accounting broken: {s}")
             rows.append({**s, "variant": name, "offered_x": x, "goodput_x": s["goodput_rps"] / capacity_rps})
     return pd.DataFrame(rows)[COLUMNS]
+
+
+# ---------------------------------------------------------------- `labkit bench overload`
+
+def overload_check(config, bodies: Sequence[bytes], levels: Sequence[float] = (0.8, 3.0), *, users: int = 256,
+                   duration_s: float = 8.0, connections: int = 1024, timeout_s: float = 5.0, seed: int = 0,
+                   capacity_rps: float | None = None, log=lambda line: None):
+    """Issue 13's measurement on one fresh server: capacity from `users` closed-loop users (or `capacity_rps`, to
+    offer two servers the same load), then open loop at each level x capacity, in order. One row per level, with admitted p99 / its p99 at the first level beside it.
+    Every request is accounted for (asserted)."""
+    import pandas as pd
+
+    from labkit.serve.loadgen import run_closed_loop
+    from labkit.serve.process import ServerProcess
+
+    with ServerProcess(config) as server:
+        url = server.url + "/predict"
+        capacity = capacity_rps or run_closed_loop(url, bodies, users, duration_s=3.0,
+                                                   timeout_s=timeout_s).summary()["throughput_rps"]
+        log(f"capacity ({'given' if capacity_rps else f'{users} closed-loop users'}): {capacity:.0f} ok req/s")
+        rows = []
+        for x in levels:
+            s = run_open_loop(url, bodies, x * capacity, duration_s=duration_s, timeout_s=timeout_s, seed=seed,
+                              connections=connections).summary()
+            if s["ok"] + s["rejected"] + s["error"] + s["timeout"] != s["sent"]:
+                raise RuntimeError(f"at {x}x: request accounting broken: {s}")
+            rows.append({"offered_x": x, "capacity_rps": capacity, "goodput_x": s["throughput_rps"] / capacity, **s})
+            log(f"{x}x: {s['ok']} ok, {s['rejected']} rejected, p99 {s['p99_ms']:.1f} ms")
+    table = pd.DataFrame(rows)
+    table["p99_vs_first"] = table["p99_ms"] / table["p99_ms"].iloc[0]
+    return table[["offered_x", "capacity_rps", "sent", "ok", "rejected", "error", "timeout", "goodput_x", "p99_ms",
+                  "p99_vs_first", "reject_p99_ms", "lag_p99_ms"]]
+
+
+def add_arguments(parser) -> None:
+    """Options of `labkit bench overload`: the server's own flags, then the load's."""
+    from labkit.serve.config import add_config_arguments
+
+    add_config_arguments(parser)
+    parser.set_defaults(engine="onnx")
+    parser.add_argument("--levels", default="0.8,3", help="offered load / capacity, in order (default 0.8,3)")
+    parser.add_argument("--duration", type=float, default=8.0, help="seconds of open-loop load per level")
+    parser.add_argument("--users", type=int, default=256, help="closed-loop users that measure the capacity")
+    parser.add_argument("--capacity", type=float, help="skip the measurement: this many req/s is 1x (to compare "
+                                                       "two servers at the same offered loads)")
+    parser.add_argument("--connections", type=int, default=1024, help="the open loop's connections")
+    parser.add_argument("--json", action="store_true", help="print the table as JSON records")
+
+
+def run(args) -> int:
+    """Carry out `labkit bench overload` against a fresh `labkit serve` with the given flags."""
+    import sys
+
+    from labkit.serve.config import ServeConfig
+    from labkit.serve.workloads import sample_bodies
+
+    levels = [float(x) for x in args.levels.split(",")]
+    if not levels or min(levels) <= 0:
+        raise ValueError(f"--levels must be positive numbers; got {args.levels!r}")
+    if args.capacity is not None and not args.capacity > 0:
+        raise ValueError(f"--capacity must be > 0 req/s; got {args.capacity}")
+    table = overload_check(ServeConfig.from_args(args), sample_bodies(args.model, 256), levels, users=args.users,
+                           duration_s=args.duration, connections=args.connections, capacity_rps=args.capacity,
+                           log=lambda line: print(line, file=sys.stderr))
+    print(table.to_json(orient="records") if args.json else table.round(2).to_string(index=False))
+    return 0
