@@ -50,15 +50,6 @@ def first_answer(sock: socket.socket, timeout_s: float) -> bytes:
     return head_part + b"\r\n\r\n" + body
 
 
-def _gate_counts(server) -> dict:
-    """The gate's counts from /health (read on a raw socket: a saturated server answers it 503)."""
-    sock = connect(server)
-    sock.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
-    answer = first_answer(sock, 5.0)
-    sock.close()
-    return json.loads(answer.split(b"\r\n\r\n", 1)[1])["gate"]
-
-
 def connect(server) -> socket.socket:
     return socket.create_connection(("127.0.0.1", server.port), timeout=10)
 

@@ -41,6 +41,13 @@ log = logging.getLogger("labkit.serve")
 access_log = logging.getLogger("labkit.serve.access")  # --json-logs: one line per /predict (labkit.monitor.logs)
 
 
+def adaptive_floor(config: ServeConfig) -> int:
+    """The adaptive limit's lowest value: a batch running on every worker and the next one filling. Below it,
+    admission itself idles the workers, and more clients that ignore Retry-After are refused each second (each
+    refusal costs the event loop)."""
+    return min(config.queue_limit, 2 * config.max_batch * config.num_workers)
+
+
 class Service:
     """Everything /predict needs: model, worker, batcher, cache, admission state and metrics."""
 
@@ -54,10 +61,7 @@ class Service:
         self.classes = num_classes(config.model)
         self.froze_gc = False
         self._ids, self._id_prefix = itertools.count(), f"{os.getpid():x}-"
-        # a batch running on every worker and the next one filling: below this, admission itself idles the workers,
-        # and more clients that ignore Retry-After are refused per second (each refusal costs the event loop)
-        floor = min(config.queue_limit, 2 * config.max_batch * config.num_workers)
-        self.limiter = GradientLimit(GradientConfig(initial_limit=config.queue_limit, min_limit=floor,
+        self.limiter = GradientLimit(GradientConfig(initial_limit=config.queue_limit, min_limit=adaptive_floor(config),
                                                     max_limit=config.queue_limit)) if config.adaptive_limit else None
         self.gate = None                  # the transport's Gate when served by `labkit serve` (labkit.serve.transport)
         self.slow_reads: set = set()      # timeouts of bodies still arriving (a drain ends them at once)

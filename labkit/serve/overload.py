@@ -18,6 +18,16 @@ COLUMNS = ["variant", "offered_x", "goodput_x", "ok", "rejected", "throttled", "
            "p99_ms", "reject_p99_ms", "lag_p99_ms"]
 
 
+def accounted_point(url: str, bodies: Sequence[bytes], rate: float, where: str, slo_ms: float | None = None,
+                    **load) -> dict:
+    """The summary of one open-loop run at `rate` (load: run_open_loop's options); raises unless every request
+    sent ended as ok, rejected, error or timeout."""
+    s = run_open_loop(url, bodies, rate, **load).summary(slo_ms)
+    if s["ok"] + s["rejected"] + s["error"] + s["timeout"] != s["sent"]:
+        raise RuntimeError(f"{where}: request accounting broken: {s}")
+    return s
+
+
 def goodput_cliff(targets: Mapping[str, tuple[str, float | None]], bodies: Sequence[bytes], capacity_rps: float,
                   multipliers: Sequence[float] = (0.5, 1.0, 2.0, 3.0, 4.0), *, duration_s: float = 2.0,
                   slo_ms: float = 50.0, connections: int = 1024, timeout_s: float = 2.0, seed: int = 0):
@@ -31,11 +41,9 @@ def goodput_cliff(targets: Mapping[str, tuple[str, float | None]], bodies: Seque
     for name, (url, k) in targets.items():
         for x in multipliers:
             throttle = AdaptiveThrottle(k=k, seed=seed) if k else None
-            result = run_open_loop(url, bodies, x * capacity_rps, duration_s=duration_s, timeout_s=timeout_s,
-                                   seed=seed, connections=connections, throttle=throttle)
-            s = result.summary(slo_ms)
-            if s["ok"] + s["rejected"] + s["error"] + s["timeout"] != s["sent"]:
-                raise RuntimeError(f"{name} at {x}x: request accounting broken: {s}")
+            s = accounted_point(url, bodies, x * capacity_rps, f"{name} at {x}x", slo_ms=slo_ms,
+                                duration_s=duration_s, timeout_s=timeout_s, seed=seed, connections=connections,
+                                throttle=throttle)
             rows.append({**s, "variant": name, "offered_x": x, "goodput_x": s["goodput_rps"] / capacity_rps})
     return pd.DataFrame(rows)[COLUMNS]
 
@@ -46,7 +54,8 @@ def overload_check(config, bodies: Sequence[bytes], levels: Sequence[float] = (0
                    duration_s: float = 8.0, connections: int = 1024, timeout_s: float = 5.0, seed: int = 0,
                    capacity_rps: float | None = None, log=lambda line: None):
     """Issue 13's measurement on one fresh server: capacity from `users` closed-loop users (or `capacity_rps`, to
-    offer two servers the same load), then open loop at each level x capacity, in order. One row per level, with admitted p99 / its p99 at the first level beside it.
+    offer two servers the same load), then open loop at each level x capacity, in order. One row per level:
+    goodput_x = ok answers per second / capacity, and admitted p99 / its p99 at the first level beside it.
     Every request is accounted for (asserted)."""
     import pandas as pd
 
@@ -60,10 +69,8 @@ def overload_check(config, bodies: Sequence[bytes], levels: Sequence[float] = (0
         log(f"capacity ({'given' if capacity_rps else f'{users} closed-loop users'}): {capacity:.0f} ok req/s")
         rows = []
         for x in levels:
-            s = run_open_loop(url, bodies, x * capacity, duration_s=duration_s, timeout_s=timeout_s, seed=seed,
-                              connections=connections).summary()
-            if s["ok"] + s["rejected"] + s["error"] + s["timeout"] != s["sent"]:
-                raise RuntimeError(f"at {x}x: request accounting broken: {s}")
+            s = accounted_point(url, bodies, x * capacity, f"at {x}x", duration_s=duration_s, timeout_s=timeout_s,
+                                seed=seed, connections=connections)
             rows.append({"offered_x": x, "capacity_rps": capacity, "goodput_x": s["throughput_rps"] / capacity, **s})
             log(f"{x}x: {s['ok']} ok, {s['rejected']} rejected, p99 {s['p99_ms']:.1f} ms")
     table = pd.DataFrame(rows)
