@@ -34,7 +34,7 @@ TICK_S = 0.002  # how often the gate looks for expired holds and idle capacity
 class GateConfig:
     """Limits the transport enforces before the app sees a request."""
     max_hold_ms: float = 5.0           # a request waits unread at most this long, then gets 429 (0: never hold)
-    retry_window_ms: float = 500.0     # the identical request resent this soon after its 429 is a retry that...
+    retry_window_ms: float = 20.0      # the identical request resent this soon after its 429 is a retry that...
     retry_hold_s: float = 0.25         # ...ignored Retry-After (1 s): it waits unread up to this long instead
     quick_resend_ms: float = 20.0      # a request this soon after its connection's 429 is a quick resend: after...
     quick_grace: int = 1               # ...this many in a row at max_hold_ms, each is held twice as long as the...
@@ -187,8 +187,10 @@ class GatedProtocol(HttpToolsProtocol):
 
     def _hold_level(self) -> int:
         """How long this request waits unread (an index into Gate.holds_s).
-        - The same bytes as the request this connection just had refused: a retry that ignored Retry-After; the
-          longest hold, `retry_hold_s`.
+        - The same bytes as the request this connection had refused within `retry_window_ms`: a retry that
+          ignored Retry-After; the longest hold, `retry_hold_s`. A short window: an open-loop client that cycles
+          through a few bodies over many connections resends the same bytes on a connection now and then (256
+          bodies over 1,024 connections, reused in turn: ~1% of its refusals held 250 ms with a 500 ms window).
         - The connection's (quick_grace + k)-th request in a row within `quick_resend_ms` of its 429: a client
           that sends a *new* request the moment it is refused, which would otherwise cost the event loop a
           refusal every few ms per connection; held max_hold_ms * 2**k, up to `quick_hold_max_ms`, while the
