@@ -108,8 +108,8 @@ class Gate:
 
     def release(self) -> None:
         """A request was answered: if that freed a slot, read the newest held request now (new requests first,
-        then the shortest holds: the least impatient clients). Not always: a GET answered meanwhile frees none while admitted
-        requests fill the limit."""
+        then the shortest holds: the least impatient clients). Not always: a GET answered meanwhile frees none
+        while admitted requests fill the limit."""
         if not self.can_admit():
             return
         for queue in self.held:
