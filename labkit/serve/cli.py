@@ -82,8 +82,7 @@ def serve(config: ServeConfig, host: str = "127.0.0.1", port: int = 8000, log_le
 
     exit_with_parent()
     gate = Gate(service.admission_limit, service.metrics.outcome["queue_full"].inc, service.next_id,
-                GateConfig(max_hold_ms=config.max_hold_ms, refusal_budget=config.refusal_budget,
-                           header_timeout_s=config.header_timeout_s,
+                GateConfig(max_hold_ms=config.max_hold_ms, header_timeout_s=config.header_timeout_s,
                            max_header_bytes=config.max_header_bytes), service.metrics.outcome["bad_input"].inc)
     service.gate = gate
     uconfig = uvicorn.Config(app, host=host, port=port, loop="uvloop", http=gated_protocol(gate), lifespan="on",

@@ -30,7 +30,6 @@ class ServeConfig:
     queue_limit: int = 256           # admitted-but-unanswered requests; beyond it -> 429 + Retry-After
     adaptive_limit: bool = True      # admit fewer when latency says requests queue (labkit.serve.adaptive)
     max_hold_ms: float = 5.0         # saturated: a new request waits unread this long, then 429 (0: refuse at once)
-    refusal_budget: float = 10_000.0 # refusals/s beyond which clients that resend at once after a 429 wait longer
     body_timeout_s: float = 10.0     # a body not complete within this -> 408 (slow clients hold no slot meanwhile)
     header_timeout_s: float = 10.0   # request line + headers not complete within this -> 408, connection closed
     max_header_bytes: int = 65_536   # request line + headers beyond this -> 431, connection closed
@@ -60,7 +59,7 @@ class ServeConfig:
             value = getattr(self, name)
             if not isinstance(value, (int, float)) or not 0 < value < float("inf"):
                 raise ValueError(f"{name} must be a finite number > 0; got {value!r}")
-        for name in ("max_wait_ms", "slow_ms", "max_hold_ms", "refusal_budget"):
+        for name in ("max_wait_ms", "slow_ms", "max_hold_ms"):
             value = getattr(self, name)
             if not isinstance(value, (int, float)) or not 0 <= value < float("inf"):
                 raise ValueError(f"{name} must be a finite number >= 0; got {value!r}")
@@ -103,8 +102,6 @@ HELP = {
     "reuse_port": "listen with SO_REUSEPORT: start N servers on the same --port and the kernel spreads the "
                   "connections over them (replicas on one machine without a balancer hop)",
     "max_hold_ms": "while saturated, a new request waits unread this long before its 429 (0: refuse at once)",
-    "refusal_budget": "refusals per second (each costs the event loop ~20 us) beyond which a connection that sends "
-                      "new requests the moment it is refused is held longer each time (0: always)",
     "body_timeout_s": "seconds a request body may take to arrive (408 after)",
     "header_timeout_s": "seconds the request line and headers may take to arrive (408 and close after)",
     "max_header_bytes": "request line + headers limit (431 and close beyond)",

@@ -7,10 +7,6 @@ per request, finished at 3-5% of capacity. The remedy is theirs: stop taking inp
 connection whose next request arrives while the server cannot admit is paused (its bytes stay in the kernel)
 and held; each slot that frees resumes the newest held request (LIFO: it has the most life left); a request held
 longer than `max_hold_ms` is read and refused with a 429 written straight to the socket (no task, no ASGI call).
-A client that ignores the 429's Retry-After waits longer: the same request resent is held up to `retry_hold_s`,
-and, while the gate refuses more than `refusal_budget` requests a second, a connection that keeps sending new
-requests the moment it is refused is held twice as long each time, up to `quick_hold_max_ms` (1,024 such
-closed-loop clients here: ~4,900 ok req/s instead of ~2,400).
 
 The same protocol bounds slow clients: headers must arrive within `header_timeout_s` and fit in
 `max_header_bytes` (else 408 / 431 and close), and a connection that never sends anything is closed after the
@@ -36,21 +32,8 @@ class GateConfig:
     max_hold_ms: float = 5.0           # a request waits unread at most this long, then gets 429 (0: never hold)
     retry_window_ms: float = 20.0      # the identical request resent this soon after its 429 is a retry that...
     retry_hold_s: float = 0.25         # ...ignored Retry-After (1 s): it waits unread up to this long instead
-    quick_resend_ms: float = 20.0      # a request this soon after its connection's 429 is a quick resend: after...
-    quick_grace: int = 1               # ...this many in a row at max_hold_ms, each is held twice as long as the...
-    quick_hold_max_ms: float = 40.0    # ...last one on that connection, up to this, while the gate refuses more...
-    refusal_budget: float = 10_000.0   # ...than this many requests a second (0: always)
     header_timeout_s: float = 10.0     # the request line and headers must arrive within this
     max_header_bytes: int = 65_536     # request line + headers beyond this -> 431 (uvicorn sets no limit)
-
-
-def hold_lengths_s(config: GateConfig) -> list[float]:
-    """How long a held request waits unread, by level: max_hold_ms doubling up to quick_hold_max_ms (new requests,
-    then quick resends), and last retry_hold_s (the same request resent)."""
-    holds = [config.max_hold_ms]
-    while 0 < holds[-1] < config.quick_hold_max_ms:
-        holds.append(min(2 * holds[-1], config.quick_hold_max_ms))
-    return [h / 1e3 for h in holds] + [config.retry_hold_s]
 
 
 class _Finished:
@@ -71,48 +54,31 @@ class Gate:
         self.limit, self.on_refused, self.next_id, self.config = limit, on_refused, next_id, config
         self.on_bad_request = on_bad_request  # a request the HTTP parser refused (it never reaches the app)
         self.active = 0   # requests whose whole body has arrived and whose answer is not yet sent
-        # held connections by level (hold_lengths_s), each level in arrival order: its oldest entry expires first
-        self.holds_s = hold_lengths_s(config)
-        self.held: list[deque[tuple[float, GatedProtocol]]] = [deque() for _ in self.holds_s]
+        self.fresh: deque[tuple[float, GatedProtocol]] = deque()    # (deadline, connection), oldest left
+        self.retries: deque[tuple[float, GatedProtocol]] = deque()  # retries that ignored Retry-After
         self.timer = None
-        self._window = (time.monotonic(), 0)  # (start, refusals since): the refusal rate, over ~0.1 s windows
-        self.storming = config.refusal_budget <= 0  # refusing more than the budget allows in the last window
-        self.counts = {"held": 0, "resumed": 0, "expired": 0, "retries_held": 0, "quick_resends_held": 0}
+        self.counts = {"held": 0, "resumed": 0, "expired": 0, "retries_held": 0}
 
     def can_admit(self) -> bool:
         return self.active < self.limit()
 
-    def hold(self, protocol: GatedProtocol, level: int) -> None:
-        """Hold a paused connection at `level` (0: a new request; the last: a retry of the same request)."""
-        level = min(level, len(self.held) - 1)
-        self.held[level].append((time.monotonic() + self.holds_s[level], protocol))
-        self.counts["held" if level == 0 else "retries_held" if level == len(self.held) - 1 else
-                    "quick_resends_held"] += 1
+    def hold(self, protocol: GatedProtocol, retry: bool) -> None:
+        now = time.monotonic()
+        if retry:
+            self.retries.append((now + self.config.retry_hold_s, protocol))
+            self.counts["retries_held"] += 1
+        else:
+            self.fresh.append((now + self.config.max_hold_ms / 1e3, protocol))
+            self.counts["held"] += 1
         if self.timer is None:
             self.timer = protocol.loop.call_later(TICK_S, self._tick, protocol.loop)
 
-    def refused(self) -> None:
-        """Count a 429 the gate wrote, and whether the refusals now exceed their budget."""
-        self.on_refused()
-        start, n = self._window
-        now = time.monotonic()
-        if now - start < 0.1:
-            self._window = (start, n + 1)
-        else:
-            self.storming = n + 1 > self.config.refusal_budget * (now - start)
-            self._window = (now, 0)
-
-    @property
-    def retry_level(self) -> int:
-        return len(self.held) - 1
-
     def release(self) -> None:
-        """A request was answered: if that freed a slot, read the newest held request now (new requests first,
-        then the shortest holds: the least impatient clients). Not always: a GET answered meanwhile frees none
-        while admitted requests fill the limit."""
+        """A request was answered: if that freed a slot, read the newest held request now (fresh ones before
+        retries). Not always: a GET answered meanwhile frees none while admitted requests fill the limit."""
         if not self.can_admit():
             return
-        for queue in self.held:
+        for queue in (self.fresh, self.retries):
             while queue:
                 if queue.pop()[1].resume(refuse=False):
                     self.counts["resumed"] += 1
@@ -120,17 +86,17 @@ class Gate:
 
     def _tick(self, loop) -> None:
         now = time.monotonic()
-        for queue in self.held:
+        for queue in (self.fresh, self.retries):
             while queue and queue[0][0] < now:
                 if queue.popleft()[1].resume(refuse=not self.can_admit()):
                     self.counts["expired"] += 1
-        while any(self.held) and self.can_admit():  # capacity unused (e.g. a resumed GET)
+        while (self.fresh or self.retries) and self.can_admit():  # capacity unused (e.g. a resumed GET)
             self.release()
-        self.timer = loop.call_later(TICK_S, self._tick, loop) if any(self.held) else None
+        self.timer = loop.call_later(TICK_S, self._tick, loop) if self.fresh or self.retries else None
 
     def close(self) -> None:
         """Shutting down: read every held request (the app answers each 503 while draining)."""
-        for queue in self.held:
+        for queue in (self.fresh, self.retries):
             while queue:
                 queue.pop()[1].resume(refuse=False)
 
@@ -160,7 +126,6 @@ class GatedProtocol(HttpToolsProtocol):
         self._header_timer = None
         self._refused_at = -1e9  # when this connection last got a 429 from the gate...
         self._refused_key = self._message_key = None  # ...for which request (a hash of its first bytes)
-        self._quick = 0  # consecutive requests this connection sent within quick_resend_ms of a 429
 
     def connection_made(self, transport) -> None:
         super().connection_made(transport)
@@ -179,32 +144,19 @@ class GatedProtocol(HttpToolsProtocol):
                 self._unset_keepalive_if_required()
                 self.transport.pause_reading()
                 self._stash = data
-                self.gate.hold(self, self._hold_level())
+                self.gate.hold(self, retry=self._is_retry())
                 return
-        if idle:
-            self._quick = 0
         self._feed(data)
 
-    def _hold_level(self) -> int:
-        """How long this request waits unread (an index into Gate.holds_s).
-        - The same bytes as the request this connection had refused within `retry_window_ms`: a retry that
-          ignored Retry-After; the longest hold, `retry_hold_s`. A short window: an open-loop client that cycles
-          through a few bodies over many connections resends the same bytes on a connection now and then (256
-          bodies over 1,024 connections, reused in turn: ~1% of its refusals held 250 ms with a 500 ms window).
-        - The connection's (quick_grace + k)-th request in a row within `quick_resend_ms` of its 429: a client
-          that sends a *new* request the moment it is refused, which would otherwise cost the event loop a
-          refusal every few ms per connection; held max_hold_ms * 2**k, up to `quick_hold_max_ms`, while the
-          gate refuses more than `refusal_budget` requests a second (below it, refusing is cheap). Short and
-          after a grace: an open-loop client also reuses a connection soon after a 429 now and then (and at once
-          when it is behind its schedule), and holding those long would turn its backlog into timeouts.
-        - Otherwise a new request: the shortest hold, `max_hold_ms`."""
-        since, c = time.monotonic() - self._refused_at, self.gate.config
-        if since < c.retry_window_ms / 1e3 and self._message_key == self._refused_key:
-            return self.gate.retry_level
-        self._quick = self._quick + 1 if since < c.quick_resend_ms / 1e3 else 0
-        if not self.gate.storming:
-            return 0
-        return min(max(self._quick - c.quick_grace, 0), self.gate.retry_level - 1)
+    def _is_retry(self) -> bool:
+        """The same bytes as the request this connection had refused within `retry_window_ms`: a client that
+        ignored Retry-After. Identity, not timing alone: an open-loop client reuses a connection at once for a
+        *new* request, and holding that one for `retry_hold_s` would turn its backlog into timeouts. A short
+        window: an open-loop client that cycles through a few bodies over many connections sends the same bytes
+        on a connection now and then (256 bodies over 1,024 connections reused in turn: with a 500 ms window,
+        ~1% of its refusals were held 250 ms)."""
+        recent = time.monotonic() - self._refused_at < self.gate.config.retry_window_ms / 1e3
+        return recent and self._message_key == self._refused_key
 
     def _feed(self, data: bytes) -> None:
         in_headers_before = self._in_headers or (self.cycle is None or self.cycle.response_complete)
@@ -236,8 +188,6 @@ class GatedProtocol(HttpToolsProtocol):
         self.transport.resume_reading()
         if refuse and self._refuse_unparsed(data):
             return True
-        if not refuse:
-            self._quick = 0
         self._refuse = refuse
         self._feed(data)
         return True
@@ -312,7 +262,7 @@ class GatedProtocol(HttpToolsProtocol):
 
     def _refuse_with_429(self, headers: list[tuple[bytes, bytes]], keep_alive: bool) -> None:
         """The gate's 429, counted and remembered (a resend of this request is a retry), written to the socket."""
-        self.gate.refused()
+        self.gate.on_refused()
         self._refused_at, self._refused_key = time.monotonic(), self._message_key
         self.transport.write(self.gate.refusal(headers))
         if not keep_alive:
