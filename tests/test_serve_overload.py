@@ -5,6 +5,7 @@ import signal
 import socket
 import threading
 import time
+from contextlib import contextmanager
 
 import pytest
 
@@ -157,25 +158,37 @@ def test_saturated_server_refuses_at_the_transport_and_health_says_so(slow_serve
     assert delta == {"queue_full": 1, "ok": 5}, delta
 
 
+@contextmanager
+def saturating(server, settle_s: float):
+    """Fill the slow server's 4 slots (their 0.4 s forwards run one after another), wait settle_s, yield; then read
+    those 4 answers."""
+    busy = [connect(server) for _ in range(4)]
+    for sock in busy:
+        sock.sendall(head(len(BODY)) + BODY)
+    time.sleep(settle_s)
+    try:
+        yield
+    finally:
+        for sock in busy:
+            first_answer(sock, 5.0)
+            sock.close()
+
+
+def timed_answer(sock: socket.socket, request: bytes) -> tuple[bytes, float]:
+    """Send `request` on a kept-alive connection: its answer and the ms it took."""
+    start = time.monotonic()
+    sock.sendall(request)
+    return first_answer(sock, 2.0), (time.monotonic() - start) * 1e3
+
+
 def test_a_new_request_after_a_429_is_not_held_as_a_retry_and_its_id_is_echoed(slow_server):
     """A retry is the *same* request resent: an open-loop client that reuses the connection at once for a new
     request gets its own prompt 429 (held 5 ms, not 250 ms), with its X-Request-Id echoed."""
-    busy = [connect(slow_server) for _ in range(4)]
-    for sock in busy:
-        sock.sendall(head(len(BODY)) + BODY)
-    time.sleep(0.15)
-    extra = connect(slow_server)
-    extra.sendall(head(len(BODY)) + BODY)
-    assert first_answer(extra, 2.0).startswith(b"HTTP/1.1 429")
     other = b'{"inputs": ["a different sentence"]}'
-    start = time.monotonic()
-    extra.sendall(head(len(other))[:-2] + b"X-Request-Id: abc-1\r\n\r\n" + other)
-    second = first_answer(extra, 2.0)
-    waited_ms = (time.monotonic() - start) * 1e3
-    for sock in busy:
-        first_answer(sock, 5.0)
-        sock.close()
-    extra.close()
+    with saturating(slow_server, 0.15), connect(slow_server) as extra:
+        first, _ = timed_answer(extra, head(len(BODY)) + BODY)
+        assert first.startswith(b"HTTP/1.1 429")
+        second, waited_ms = timed_answer(extra, head(len(other))[:-2] + b"X-Request-Id: abc-1\r\n\r\n" + other)
     assert second.startswith(b"HTTP/1.1 429") and b"x-request-id: abc-1" in second.lower(), second[:300]
     assert waited_ms < 150, waited_ms  # a held retry would wait 250 ms or until a slot frees (~250 ms here)
 
@@ -184,22 +197,10 @@ def test_the_same_request_sent_again_later_is_not_held_as_a_retry(slow_server):
     """Only an immediate resend of the same bytes is a retry. An open-loop client that cycles through 256 bodies
     over 1,024 connections, reused in turn, sends the same bytes on a connection again tens of ms after its 429;
     holding those 250 ms made ~1% of its refusals slow (this test failed with the 500 ms window it replaced)."""
-    busy = [connect(slow_server) for _ in range(4)]
-    for sock in busy:
-        sock.sendall(head(len(BODY)) + BODY)
-    time.sleep(0.05)
-    extra = connect(slow_server)
-    extra.sendall(head(len(BODY)) + BODY)
-    first = first_answer(extra, 2.0)
-    time.sleep(0.05)  # later than the retry window (20 ms)
-    start = time.monotonic()
-    extra.sendall(head(len(BODY)) + BODY)
-    second = first_answer(extra, 2.0)
-    waited_ms = (time.monotonic() - start) * 1e3
-    for sock in busy:
-        first_answer(sock, 5.0)
-        sock.close()
-    extra.close()
+    with saturating(slow_server, 0.05), connect(slow_server) as extra:
+        first, _ = timed_answer(extra, head(len(BODY)) + BODY)
+        time.sleep(0.05)  # later than the retry window (20 ms)
+        second, waited_ms = timed_answer(extra, head(len(BODY)) + BODY)
     assert first.startswith(b"HTTP/1.1 429") and second.startswith(b"HTTP/1.1 429"), (first[:40], second[:40])
     assert waited_ms < 150, waited_ms  # a held retry would wait 250 ms or until a slot frees (~0.3 s here)
 
