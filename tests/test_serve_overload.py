@@ -205,6 +205,37 @@ def test_the_same_request_sent_again_later_is_not_held_as_a_retry(slow_server):
     assert waited_ms < 150, waited_ms  # a held retry would wait 250 ms or until a slot frees (~0.3 s here)
 
 
+@pytest.fixture(scope="module")
+def refusing_server():
+    """The slow server with --max-hold-ms 0: a new request that arrives while it is saturated is refused at once."""
+    config = ServeConfig(queue_limit=4, adaptive_limit=False, batching=False, slow_ms=400.0, max_hold_ms=0.0)
+    with ServerProcess(config, startup_timeout_s=120) as s:
+        yield s
+
+
+def test_max_hold_0_refuses_new_requests_at_once_but_still_holds_a_retry(refusing_server):
+    """Refused at once means without uvicorn's parser for a plain POST /predict (its JSON 429 and echoed id are
+    the same as the parser path's, checked with a chunked body). The same bytes resent at once still wait for a
+    slot: before, --max-hold-ms 0 also refused those at once, so a client in a retry loop cost a read and a 429
+    per loop turn."""
+    chunked = (b"POST /predict HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nX-Request-Id: chunked-1\r\n\r\n"
+               b"%x\r\n%s\r\n0\r\n\r\n" % (len(BODY), BODY))
+    before = scrape_metrics(refusing_server.url)
+    # settle 0.2 s: the retry's 0.25 s hold must outlast the first 0.4 s forward
+    with saturating(refusing_server, 0.2), connect(refusing_server) as extra, connect(refusing_server) as other:
+        plain, plain_ms = timed_answer(extra, head(len(BODY))[:-2] + b"X-Request-Id: plain-1\r\n\r\n" + BODY)
+        parsed, parsed_ms = timed_answer(other, chunked)
+        retried, retried_ms = timed_answer(extra, head(len(BODY))[:-2] + b"X-Request-Id: plain-1\r\n\r\n" + BODY)
+    after = scrape_metrics(refusing_server.url)
+    for answer, rid in ((plain, b"plain-1"), (parsed, b"chunked-1")):
+        assert answer.startswith(b"HTTP/1.1 429") and b"x-request-id: " + rid in answer.lower(), answer[:300]
+        assert json.loads(answer.split(b"\r\n\r\n", 1)[1])["code"] == "queue_full"
+    assert plain_ms < 100 and parsed_ms < 100, (plain_ms, parsed_ms)
+    assert retried.startswith(b"HTTP/1.1 200") and retried_ms > 100, (retried[:40], retried_ms)
+    refused = after['labkit_requests_total{outcome="queue_full"}'] - before['labkit_requests_total{outcome="queue_full"}']
+    assert refused == 2, refused
+
+
 def test_client_throttling_keeps_what_would_be_refused_off_the_server(slow_server):
     url, bodies = slow_server.url + "/predict", sample_bodies("text", 8)
     before = scrape_metrics(slow_server.url)

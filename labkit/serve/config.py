@@ -29,7 +29,8 @@ class ServeConfig:
     num_workers: int = 1             # forwards that may run at once (threads or processes in the pool)
     queue_limit: int = 256           # admitted-but-unanswered requests; beyond it -> 429 + Retry-After
     adaptive_limit: bool = True      # admit fewer when latency says requests queue (labkit.serve.adaptive)
-    max_hold_ms: float = 5.0         # saturated: a new request waits unread this long, then 429 (0: refuse at once)
+    max_hold_ms: float = 5.0         # saturated: a new request waits unread this long, then 429 (0: refuse new ones
+                                     # at once; a resend of the same request within 20 ms still waits up to 0.25 s)
     body_timeout_s: float = 10.0     # a body not complete within this -> 408 (slow clients hold no slot meanwhile)
     header_timeout_s: float = 10.0   # request line + headers not complete within this -> 408, connection closed
     max_header_bytes: int = 65_536   # request line + headers beyond this -> 431, connection closed
@@ -101,7 +102,8 @@ HELP = {
     "adaptive_limit": "learn a lower admission limit from latency (gradient limit; never above --queue-limit)",
     "reuse_port": "listen with SO_REUSEPORT: start N servers on the same --port and the kernel spreads the "
                   "connections over them (replicas on one machine without a balancer hop)",
-    "max_hold_ms": "while saturated, a new request waits unread this long before its 429 (0: refuse at once)",
+    "max_hold_ms": "while saturated, a new request waits unread this long before its 429 (0: refuse new requests at "
+                   "once; the same request resent within 20 ms of its 429 still waits up to 0.25 s)",
     "body_timeout_s": "seconds a request body may take to arrive (408 after)",
     "header_timeout_s": "seconds the request line and headers may take to arrive (408 and close after)",
     "max_header_bytes": "request line + headers limit (431 and close beyond)",

@@ -7,6 +7,8 @@ per request, finished at 3-5% of capacity. The remedy is theirs: stop taking inp
 connection whose next request arrives while the server cannot admit is paused (its bytes stay in the kernel)
 and held; each slot that frees resumes the newest held request (LIFO: it has the most life left); a request held
 longer than `max_hold_ms` is read and refused with a 429 written straight to the socket (no task, no ASGI call).
+With `max_hold_ms` 0 a new request is refused that way on arrival; only a retry (the same bytes resent right after
+their 429) is still held.
 
 The same protocol bounds slow clients: headers must arrive within `header_timeout_s` and fit in
 `max_header_bytes` (else 408 / 431 and close), and a connection that never sends anything is closed after the
@@ -138,13 +140,16 @@ class GatedProtocol(HttpToolsProtocol):
         if idle:
             self._message_key = hash(data)
         if idle and not self.gate.can_admit():
-            if self.gate.config.max_hold_ms <= 0:
-                self._refuse = True  # refuse at once, here: no task, no ASGI call
+            retry = self._is_retry()
+            if self.gate.config.max_hold_ms <= 0 and not retry:  # refuse at once, here: no task, no ASGI call
+                if self._refuse_unparsed(data):
+                    return
+                self._refuse = True  # not a plain keep-alive POST /predict: the parser reads it, then 429
             else:
                 self._unset_keepalive_if_required()
                 self.transport.pause_reading()
                 self._stash = data
-                self.gate.hold(self, retry=self._is_retry())
+                self.gate.hold(self, retry=retry)
                 return
         self._feed(data)
 
