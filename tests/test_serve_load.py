@@ -92,3 +92,13 @@ def test_bench_overload_reports_each_level_with_every_request_accounted(capsys):
     assert rows[0]["p99_vs_first"] == 1.0 and rows[1]["rejected"] > 0 and rows[1]["error"] == 0, rows
     assert main(["bench", "overload", "--levels", "0,3"]) == 1  # a bad level is a clear error, no server started
     assert main(["bench", "overload", "--capacity", "0"]) == 1
+
+
+def test_capacity_note_warns_when_the_users_exceed_what_the_server_admits_at_overload():
+    from labkit.serve import ServeConfig
+    from labkit.serve.overload import capacity_note
+
+    default = ServeConfig()  # adaptive limit: its floor is two batches of 64
+    assert capacity_note(default, 128) is None
+    assert "256 users exceed the 128 requests" in capacity_note(default, 256)
+    assert "--users 32" in capacity_note(ServeConfig(adaptive_limit=False, queue_limit=32), 64)
