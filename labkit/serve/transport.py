@@ -141,16 +141,14 @@ class GatedProtocol(HttpToolsProtocol):
             self._message_key = hash(data)
         if idle and not self.gate.can_admit():
             retry = self._is_retry()
-            if self.gate.config.max_hold_ms <= 0 and not retry:  # refuse at once, here: no task, no ASGI call
-                if self._refuse_unparsed(data):
-                    return
-                self._refuse = True  # not a plain keep-alive POST /predict: the parser reads it, then 429
-            else:
-                self._unset_keepalive_if_required()
-                self.transport.pause_reading()
-                self._stash = data
-                self.gate.hold(self, retry=retry)
+            if self.gate.config.max_hold_ms <= 0 and not retry:
+                self._feed_refused(data)  # refuse at once, here: no task, no ASGI call
                 return
+            self._unset_keepalive_if_required()
+            self.transport.pause_reading()
+            self._stash = data
+            self.gate.hold(self, retry=retry)
+            return
         self._feed(data)
 
     def _is_retry(self) -> bool:
@@ -191,11 +189,19 @@ class GatedProtocol(HttpToolsProtocol):
         if data is None or self.transport is None or self.transport.is_closing():
             return False
         self.transport.resume_reading()
-        if refuse and self._refuse_unparsed(data):
-            return True
-        self._refuse = refuse
-        self._feed(data)
+        if refuse:
+            self._feed_refused(data)
+        else:
+            self._refuse = False
+            self._feed(data)
         return True
+
+    def _feed_refused(self, data: bytes) -> None:
+        """Answer this request 429: written at once for a plain keep-alive POST /predict, else once the parser has
+        read its headers (on_headers_complete)."""
+        if not self._refuse_unparsed(data):
+            self._refuse = True
+            self._feed(data)
 
     def _refuse_unparsed(self, data: bytes) -> bool:
         """The common overload case, refused without uvicorn's per-header Python callbacks: `data` is exactly one
