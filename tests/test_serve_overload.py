@@ -1,5 +1,6 @@
 """Issue 13: slow and abusive clients cannot lock the server out, saturation is refused at the transport, a clean
 drain exits 0, and the adaptive limit moves the right way. Each test failed before its fix."""
+import dataclasses
 import json
 import signal
 import socket
@@ -99,12 +100,15 @@ def test_a_connection_that_never_sends_is_closed(server):
     idle.close()
 
 
+# 4 slots, one 400 ms forward per request: easy to saturate on purpose
+SLOW = ServeConfig(queue_limit=4, adaptive_limit=False, batching=False, slow_ms=400.0, max_hold_ms=5.0,
+                   body_timeout_s=30.0)
+
+
 @pytest.fixture(scope="module")
 def slow_server():
     """4 slots, one 400 ms forward per request: easy to saturate on purpose. The last test SIGTERMs it."""
-    config = ServeConfig(queue_limit=4, adaptive_limit=False, batching=False, slow_ms=400.0, max_hold_ms=5.0,
-                         body_timeout_s=30.0)
-    with ServerProcess(config, startup_timeout_s=120) as s:
+    with ServerProcess(SLOW, startup_timeout_s=120) as s:
         yield s
 
 
@@ -208,8 +212,7 @@ def test_the_same_request_sent_again_later_is_not_held_as_a_retry(slow_server):
 @pytest.fixture(scope="module")
 def refusing_server():
     """The slow server with --max-hold-ms 0: a new request that arrives while it is saturated is refused at once."""
-    config = ServeConfig(queue_limit=4, adaptive_limit=False, batching=False, slow_ms=400.0, max_hold_ms=0.0)
-    with ServerProcess(config, startup_timeout_s=120) as s:
+    with ServerProcess(dataclasses.replace(SLOW, max_hold_ms=0.0), startup_timeout_s=120) as s:
         yield s
 
 

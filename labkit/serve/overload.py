@@ -53,8 +53,7 @@ def goodput_cliff(targets: Mapping[str, tuple[str, float | None]], bodies: Seque
 def capacity_note(config, users: int) -> str | None:
     """A warning when `users` closed-loop users exceed what the server admits at once under overload (the adaptive
     floor, or the fixed limit): the refused ones send their next request at once, so the ok rate they measure
-    includes a refusal storm and reads low (default server, 256 users: ~6,700 ok/s in most runs, ~9,800 when no
-    storm starts; 64 users: ~9,000)."""
+    includes a refusal storm and can read low (bank question serving-19)."""
     from labkit.serve.app import adaptive_floor
 
     lowest = adaptive_floor(config) if config.adaptive_limit else config.queue_limit
